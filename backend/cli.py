@@ -1,0 +1,181 @@
+"""The `maestro` command: run a streaming debate in the terminal on the same engine as the web room."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markup import escape
+from rich.panel import Panel
+from rich.text import Text
+
+from backend.events.schema import (
+    DiscussionFinished,
+    HumanMessagePosted,
+    TokenDelta,
+    TurnCompleted,
+    TurnFailed,
+    TurnStarted,
+)
+
+app = typer.Typer(help="Maestro: several AI agents and people think a question through together.", no_args_is_help=True)
+console = Console()
+
+DEFAULT_AGENTS = ["architect", "backend_engineer", "security"]
+
+
+@app.callback()
+def _main() -> None:
+    """Maestro's command line."""
+
+
+def parse_agent(text: str, default_provider: str, default_model: str | None) -> tuple[str, str, str, str | None]:
+    """Parse `persona[:provider[:model[@base_url]]]` into its parts."""
+    from backend.providers import registry
+
+    base_url = None
+    if "@" in text:
+        text, base_url = text.split("@", 1)
+    parts = text.split(":", 2)
+    persona = parts[0].strip()
+    provider = parts[1].strip() if len(parts) > 1 and parts[1] else default_provider
+    model = parts[2].strip() if len(parts) > 2 and parts[2] else (default_model or registry.default_model(provider))
+    return persona, provider, model, base_url
+
+
+@dataclass
+class _View:
+    """What the terminal shows: finished messages, then the turns streaming now."""
+
+    topic: str
+    done: list[Panel] = field(default_factory=list)
+    live: dict[int, tuple[str, str]] = field(default_factory=dict)  # start_seq -> (author, text)
+    started: float = field(default_factory=time.monotonic)
+
+    def render(self) -> Group:
+        streaming = [
+            Panel(Text(text + "▌"), title=f"[bold cyan]{escape(author)}[/] [dim]streaming…[/]", border_style="cyan")
+            for author, text in self.live.values()
+        ]
+        return Group(*self.done[-4:], *streaming)
+
+
+async def _debate(topic: str, agents: list[tuple[str, str, str, str | None]], rounds: int, max_tokens: int) -> int:
+    from backend.bootstrap import prepare_database
+    from backend.db import run_db
+    from backend.events.bus import get_bus
+    from backend.orchestrator.runner import get_runner
+    from backend.services.discussions import AgentSpec, create_discussion, list_participants
+    from backend.services.errors import InputError
+
+    await run_db(prepare_database)
+    specs = [AgentSpec(persona_key=p, provider=pv, model=m, base_url=u) for p, pv, m, u in agents]
+    try:
+        discussion = await run_db(
+            lambda: create_discussion(
+                topic=topic, agents=specs, rounds=rounds, created_by="You", max_tokens_per_turn=max_tokens
+            )
+        )
+    except InputError as err:
+        for message in err.errors.values():
+            console.print(f"[red]✗[/] {escape(message)}")
+        return 2
+    assert discussion.id is not None
+    participants = {p.id: p for p in await run_db(list_participants, discussion.id)}
+    agent_rows = [p for p in participants.values() if p.kind == "agent"]
+    console.print(Panel(escape(topic), title="[bold]Question[/]", border_style="magenta"))
+    for p in agent_rows:
+        console.print(f"  [cyan]●[/] {escape(p.name)} [dim]({p.provider} · {escape(p.model or '')})[/]")
+
+    bus = get_bus()
+    sub = await bus.subscribe(discussion.id)
+    runner = get_runner()
+    await runner.start(discussion.id)
+    view = _View(topic=topic)
+    finished: DiscussionFinished | None = None
+    failures = 0
+    with Live(view.render(), console=console, refresh_per_second=12, transient=False) as live:
+        async for event in sub:
+            if isinstance(event, TurnStarted):
+                view.live[event.seq] = (event.author_name, "")
+            elif isinstance(event, TokenDelta):
+                author, text = view.live.get(event.start_seq, ("", ""))
+                view.live[event.start_seq] = (author, text + event.text)
+            elif isinstance(event, TurnCompleted):
+                author, _ = view.live.pop(event.start_seq, (participants[event.participant_id].name, ""))
+                meta = f"{event.output_tokens} tok · {event.latency_ms / 1000:.1f}s · ${event.cost_usd:.4f}"
+                live.console.print(
+                    Panel(
+                        Text(event.content),
+                        title=f"[bold green]{escape(author)}[/]",
+                        subtitle=meta,
+                        border_style="green",
+                    )
+                )
+            elif isinstance(event, TurnFailed):
+                failures += 1
+                author, _ = view.live.pop(event.start_seq, (participants[event.participant_id].name, ""))
+                live.console.print(
+                    Panel(
+                        Text(event.partial_content or "(no text)"),
+                        title=f"[bold red]{escape(author)} failed[/]",
+                        subtitle=f"{event.error_kind}: {escape(event.error_message)}",
+                        border_style="red",
+                    )
+                )
+            elif isinstance(event, HumanMessagePosted):
+                pass
+            elif isinstance(event, DiscussionFinished):
+                finished = event
+                break
+            live.update(view.render())
+    await sub.close()
+    await runner.wait(discussion.id)
+    assert finished is not None
+    mark = "[green][OK][/]" if finished.status == "completed" else "[red][FAILED][/]"
+    extra = f", {failures} failed turn{'s' * (failures != 1)}" if failures else ""
+    console.print(
+        f"{mark} {finished.status.capitalize()} ({finished.elapsed_s:.1f}s, {len(agent_rows)} agents, "
+        f"{rounds} rounds, ${finished.total_cost_usd:.3f}{extra})"
+    )
+    return 0 if finished.status == "completed" else 1
+
+
+@app.command()
+def debate(
+    topic: str = typer.Argument(..., help="The question, e.g. 'Choose a database for Apollo'."),
+    agent: list[str] = typer.Option(
+        None,
+        "--agent",
+        "-a",
+        help="persona[:provider[:model[@base_url]]], repeatable. Default: architect, backend_engineer, security.",
+    ),
+    provider: str = typer.Option("offline", help="Provider for agents that don't name one."),
+    model: str | None = typer.Option(None, help="Model for agents that don't name one."),
+    rounds: int = typer.Option(2, min=1, max=10, help="Round-robin rounds."),
+    max_tokens: int = typer.Option(200, help="Max tokens per agent turn."),
+) -> None:
+    """Run a round-robin debate with streaming agents and print the transcript live."""
+    logging.basicConfig(level=logging.WARNING)
+    agents = [parse_agent(a, provider, model) for a in (agent or DEFAULT_AGENTS)]
+    raise typer.Exit(asyncio.run(_debate(topic, agents, rounds, max_tokens)))
+
+
+@app.command()
+def personas() -> None:
+    """List the persona library."""
+    from backend.bootstrap import prepare_database
+    from backend.services.personas import list_personas
+
+    prepare_database()
+    for p in list_personas():
+        console.print(f"[bold]{p.key}[/]  {escape(p.name)} — [dim]{escape(p.description)}[/]")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,32 @@
+"""Settings from the environment: embedded defaults, distributed by configuration (DESIGN decision 11)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Everything Maestro reads from the environment; nothing here is required."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(default=f"sqlite:///{PROJECT_ROOT / 'maestro.db'}", alias="DATABASE_URL")
+    redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    # Largest human message accepted, in characters; larger ones are refused with a clear message.
+    max_message_chars: int = Field(default=20_000, alias="MAESTRO_MAX_MESSAGE_CHARS")
+    # Default reply length for an agent turn.
+    max_tokens_per_turn: int = Field(default=300, alias="MAESTRO_MAX_TOKENS_PER_TURN")
+    # How long a runner's lease on a discussion lasts without a heartbeat.
+    lease_seconds: float = Field(default=15.0, alias="MAESTRO_LEASE_SECONDS")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests clear the cache after changing the environment)."""
+    return Settings()

@@ -1,0 +1,155 @@
+"""The bus that carries room events to followers: in-process by default, Redis pub/sub across workers.
+
+The bus is not durable; the log is. A follower that falls behind is told it `lagged` and re-reads the log,
+so a slow tab can never make the bus grow without bound or lose a persisted event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from backend.events.schema import RoomEvent, parse_event
+
+QUEUE_LIMIT = 5_000
+
+
+class Lagged(Exception):
+    """The subscriber missed events; re-read the log from its last seq."""
+
+
+class Subscription(Protocol):
+    """Events for one discussion, in publish order, until closed."""
+
+    def __aiter__(self) -> AsyncIterator[RoomEvent]: ...
+
+    async def close(self) -> None: ...
+
+
+class Bus(Protocol):
+    """Publish/subscribe per discussion."""
+
+    async def publish(self, event: RoomEvent) -> None: ...
+
+    async def subscribe(self, discussion_id: int) -> Subscription: ...
+
+    async def close(self) -> None: ...
+
+
+class _QueueSubscription:
+    def __init__(self, bus: InProcessBus, discussion_id: int) -> None:
+        self._bus = bus
+        self.discussion_id = discussion_id
+        self.queue: asyncio.Queue[RoomEvent | None] = asyncio.Queue(QUEUE_LIMIT)
+        self.lagged = False
+
+    def offer(self, event: RoomEvent) -> None:
+        if self.lagged:
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.lagged = True
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)  # wakes the reader, which raises Lagged
+
+    async def __aiter__(self) -> AsyncIterator[RoomEvent]:
+        while True:
+            event = await self.queue.get()
+            if event is None:
+                raise Lagged(f"discussion {self.discussion_id}: subscriber fell {QUEUE_LIMIT} events behind")
+            yield event
+
+    async def close(self) -> None:
+        self._bus._subs[self.discussion_id].discard(self)
+
+
+class InProcessBus:
+    """Fan-out to asyncio queues in this process (the embedded default)."""
+
+    def __init__(self) -> None:
+        self._subs: dict[int, set[_QueueSubscription]] = defaultdict(set)
+
+    async def publish(self, event: RoomEvent) -> None:
+        for sub in list(self._subs.get(event.discussion_id, ())):
+            sub.offer(event)
+
+    async def subscribe(self, discussion_id: int) -> Subscription:
+        sub = _QueueSubscription(self, discussion_id)
+        self._subs[discussion_id].add(sub)
+        return sub
+
+    def subscriber_count(self, discussion_id: int) -> int:
+        return len(self._subs.get(discussion_id, ()))
+
+    async def close(self) -> None:
+        self._subs.clear()
+
+
+def _channel(discussion_id: int) -> str:
+    return f"maestro:discussion:{discussion_id}"
+
+
+class _RedisSubscription:
+    def __init__(self, pubsub, discussion_id: int) -> None:
+        self._pubsub = pubsub
+        self.discussion_id = discussion_id
+
+    async def __aiter__(self) -> AsyncIterator[RoomEvent]:
+        async for message in self._pubsub.listen():
+            if message.get("type") == "message":
+                yield parse_event(message["data"])
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._pubsub.unsubscribe()
+            await self._pubsub.aclose()
+
+
+class RedisBus:
+    """Redis pub/sub, so a runner on one worker reaches followers on every worker."""
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as redis
+
+        self._redis = redis.from_url(url)
+
+    async def publish(self, event: RoomEvent) -> None:
+        await self._redis.publish(_channel(event.discussion_id), event.model_dump_json())
+
+    async def subscribe(self, discussion_id: int) -> Subscription:
+        pubsub = self._redis.pubsub()
+        await pubsub.subscribe(_channel(discussion_id))
+        # Wait for the subscribe confirmation so nothing published after this call is missed.
+        while True:
+            msg = await pubsub.get_message(timeout=1.0)
+            if msg and msg.get("type") == "subscribe":
+                break
+        return _RedisSubscription(pubsub, discussion_id)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+_bus: Bus | None = None
+
+
+def get_bus() -> Bus:
+    """The process-wide bus: Redis when REDIS_URL is set, otherwise in-process."""
+    global _bus
+    if _bus is None:
+        from backend.config import get_settings
+
+        url = get_settings().redis_url
+        _bus = RedisBus(url) if url else InProcessBus()
+    return _bus
+
+
+def set_bus(bus: Bus | None) -> None:
+    """Replace the process-wide bus (tests)."""
+    global _bus
+    _bus = bus

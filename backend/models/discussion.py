@@ -1,0 +1,35 @@
+"""Discussion: one question, its protocol settings, its status and the head of its event log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlmodel import Field, SQLModel
+
+from backend.models.base import timestamp_field
+
+
+class DiscussionStatus(StrEnum):
+    """Where a discussion is in its life."""
+
+    DRAFT = "draft"  # created, agents not run yet
+    RUNNING = "running"  # a runner owns it (or will resume it after a restart)
+    COMPLETED = "completed"
+    FAILED = "failed"  # every agent turn failed
+
+
+class Discussion(SQLModel, table=True):
+    """A discussion room."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    topic: str = Field(max_length=2000)
+    protocol: str = Field(default="round_robin", max_length=40)
+    rounds: int = Field(default=2)
+    max_tokens_per_turn: int = Field(default=300)
+    status: str = Field(default=DiscussionStatus.DRAFT, max_length=20, index=True)
+    # Highest event seq appended so far; bumped in the same transaction as the insert, so seqs are gapless.
+    last_seq: int = Field(default=0)
+    created_by: str = Field(default="", max_length=120)
+    created_at: datetime = timestamp_field()
+    updated_at: datetime = timestamp_field()

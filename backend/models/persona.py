@@ -1,0 +1,21 @@
+"""Persona: a reusable character (name + system prompt) that agents are built from; editable, stored."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+from backend.models.base import timestamp_field
+
+
+class Persona(SQLModel, table=True):
+    """A persona in the library."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(index=True, unique=True, max_length=64)
+    name: str = Field(max_length=120)
+    description: str = Field(default="", max_length=500)
+    system_prompt: str
+    created_at: datetime = timestamp_field()
+    updated_at: datetime = timestamp_field()

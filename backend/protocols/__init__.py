@@ -1,0 +1,1 @@
+"""Discussion protocols: who speaks when. One module per protocol."""

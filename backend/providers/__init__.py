@@ -1,0 +1,1 @@
+"""Model providers: one module per vendor behind one streaming interface (see base.py)."""

@@ -1,0 +1,260 @@
+"""Discussions as the room sees them: create (validated), list, read, and humans posting into them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, func, select
+
+from backend.config import get_settings
+from backend.db import session_scope
+from backend.events.log import append_event
+from backend.events.schema import DiscussionCreated, HumanMessagePosted
+from backend.models import Discussion, Message, MessageStatus, Participant, ParticipantKind, Persona
+from backend.models.base import utcnow
+from backend.providers import registry
+from backend.services.errors import InputError, NotFound
+
+MAX_ROUNDS = 10
+MAX_AGENTS = 8
+MAX_TOPIC_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """One agent to add to a new discussion: a persona on a provider + model."""
+
+    persona_key: str
+    provider: str
+    model: str
+    base_url: str | None = None
+
+
+def _validate(topic: str, agents: list[AgentSpec], rounds: int, personas: dict[str, Persona]) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    if not topic.strip():
+        errors["topic"] = "Write the question the room should discuss."
+    elif len(topic) > MAX_TOPIC_CHARS:
+        errors["topic"] = f"The question is {len(topic):,} characters; the limit is {MAX_TOPIC_CHARS:,}."
+    if not agents:
+        errors["agents"] = "Add at least one agent."
+    elif len(agents) > MAX_AGENTS:
+        errors["agents"] = f"At most {MAX_AGENTS} agents per discussion."
+    if not 1 <= rounds <= MAX_ROUNDS:
+        errors["rounds"] = f"Rounds must be between 1 and {MAX_ROUNDS}."
+    for i, spec in enumerate(agents):
+        if spec.persona_key not in personas:
+            errors[f"agent_{i}"] = f"Agent {i + 1}: unknown persona '{spec.persona_key}'."
+            continue
+        problem = registry.validate_agent(spec.provider, spec.model, spec.base_url or None)
+        if problem:
+            errors[f"agent_{i}"] = f"Agent {i + 1} ({personas[spec.persona_key].name}): {problem}"
+    return errors
+
+
+def _unique_name(base: str, taken: set[str]) -> str:
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base} {n}", n + 1
+    taken.add(name)
+    return name
+
+
+def create_discussion(
+    *,
+    topic: str,
+    agents: list[AgentSpec],
+    rounds: int = 2,
+    created_by: str = "Host",
+    max_tokens_per_turn: int | None = None,
+) -> Discussion:
+    """Validate everything first, then create the discussion, its agents and its opening question at once."""
+    topic = topic.strip()
+    created_by = (created_by or "Host").strip()[:120] or "Host"
+    with session_scope() as session:
+        personas = {p.key: p for p in session.exec(select(Persona))}
+        errors = _validate(topic, agents, rounds, personas)
+        if errors:
+            raise InputError(errors)
+        discussion = Discussion(
+            topic=topic,
+            rounds=rounds,
+            created_by=created_by,
+            max_tokens_per_turn=max_tokens_per_turn or get_settings().max_tokens_per_turn,
+        )
+        session.add(discussion)
+        session.flush()
+        assert discussion.id is not None
+        taken = {created_by}
+        host = Participant(discussion_id=discussion.id, kind=ParticipantKind.HUMAN, name=created_by, position=-1)
+        session.add(host)
+        for position, spec in enumerate(agents):
+            persona = personas[spec.persona_key]
+            session.add(
+                Participant(
+                    discussion_id=discussion.id,
+                    kind=ParticipantKind.AGENT,
+                    name=_unique_name(persona.name, taken),
+                    position=position,
+                    persona_key=persona.key,
+                    provider=spec.provider,
+                    model=spec.model,
+                    base_url=spec.base_url or None,
+                    system_prompt=persona.system_prompt,
+                )
+            )
+        session.flush()
+        append_event(
+            session,
+            DiscussionCreated(discussion_id=discussion.id, topic=topic, rounds=rounds, protocol=discussion.protocol),
+        )
+        _post(session, discussion.id, host, topic, client_id=None)
+        return discussion
+
+
+def _post(
+    session: Session, discussion_id: int, author: Participant, content: str, client_id: str | None
+) -> tuple[Message, HumanMessagePosted]:
+    message = Message(
+        discussion_id=discussion_id,
+        participant_id=author.id,
+        author_name=author.name,
+        author_kind=ParticipantKind.HUMAN,
+        content=content,
+        status=MessageStatus.COMPLETE,
+        client_id=client_id,
+        completed_at=utcnow(),
+    )
+    session.add(message)
+    session.flush()
+    assert message.id is not None
+    event = append_event(
+        session,
+        HumanMessagePosted(
+            discussion_id=discussion_id, message_id=message.id, author_name=author.name, content=content
+        ),
+    )
+    message.seq = event.seq
+    session.add(message)
+    return message, event  # type: ignore[return-value]
+
+
+def post_human_message(
+    *, discussion_id: int, author_name: str, content: str, client_id: str | None = None
+) -> tuple[Message, HumanMessagePosted | None]:
+    """Post a human message; agents see it on their next turn.
+
+    Refuses empty and oversized messages with a clear limit. The same `client_id` sent twice (a double click,
+    a retried request) stores one message: the second call returns the first and no new event.
+    """
+    text = content.strip()
+    limit = get_settings().max_message_chars
+    if not text:
+        raise InputError({"content": "Write something first."})
+    if len(content) > limit:
+        raise InputError({"content": f"That message is {len(content):,} characters; the limit is {limit:,}."})
+    name = (author_name or "").strip()[:120]
+    if not name:
+        raise InputError({"author_name": "Say who you are before posting."})
+    try:
+        with session_scope() as session:
+            if session.get(Discussion, discussion_id) is None:
+                raise NotFound(f"No discussion {discussion_id}.")
+            if client_id:
+                prior = session.exec(
+                    select(Message).where(Message.discussion_id == discussion_id, Message.client_id == client_id)
+                ).first()
+                if prior is not None:
+                    return prior, None
+            author = session.exec(
+                select(Participant).where(Participant.discussion_id == discussion_id, Participant.name == name)
+            ).first()
+            if author is None:
+                author = Participant(discussion_id=discussion_id, kind=ParticipantKind.HUMAN, name=name)
+                session.add(author)
+                session.flush()
+            elif author.kind != ParticipantKind.HUMAN:
+                raise InputError({"author_name": f"'{name}' is an agent's name in this room; pick another."})
+            return _post(session, discussion_id, author, text, client_id)
+    except IntegrityError:
+        # Two identical requests raced; the other one stored it.
+        with session_scope() as session:
+            prior = session.exec(
+                select(Message).where(Message.discussion_id == discussion_id, Message.client_id == client_id)
+            ).first()
+            if prior is None:
+                raise
+            return prior, None
+
+
+def get_discussion(discussion_id: int) -> Discussion:
+    """One discussion or NotFound."""
+    with session_scope() as session:
+        discussion = session.get(Discussion, discussion_id)
+        if discussion is None:
+            raise NotFound(f"No discussion {discussion_id}.")
+        return discussion
+
+
+def list_participants(discussion_id: int) -> list[Participant]:
+    """Participants, agents in speaking order first, then humans."""
+    with session_scope() as session:
+        rows = session.exec(select(Participant).where(Participant.discussion_id == discussion_id))
+        return sorted(rows, key=lambda p: (p.kind != ParticipantKind.AGENT, p.position, p.id or 0))
+
+
+def list_messages(discussion_id: int) -> list[Message]:
+    """Finished messages (complete or failed) in log order."""
+    with session_scope() as session:
+        rows = session.exec(
+            select(Message)
+            .where(Message.discussion_id == discussion_id, Message.seq.is_not(None))  # type: ignore[union-attr]
+            .order_by(Message.seq)  # type: ignore[arg-type]
+        )
+        return list(rows)
+
+
+@dataclass(frozen=True)
+class DiscussionSummary:
+    """A row of the discussions list."""
+
+    id: int
+    topic: str
+    status: str
+    rounds: int
+    agents: int
+    messages: int
+    created_at: str
+
+
+def list_discussions(limit: int = 100) -> list[DiscussionSummary]:
+    """Newest discussions first, with agent and message counts."""
+    with session_scope() as session:
+        agents = dict(
+            session.exec(
+                select(Participant.discussion_id, func.count())
+                .where(Participant.kind == ParticipantKind.AGENT)
+                .group_by(Participant.discussion_id)
+            ).all()
+        )
+        messages = dict(
+            session.exec(
+                select(Message.discussion_id, func.count())
+                .where(Message.status == MessageStatus.COMPLETE)
+                .group_by(Message.discussion_id)
+            ).all()
+        )
+        rows = session.exec(select(Discussion).order_by(Discussion.id.desc()).limit(limit))  # type: ignore[union-attr]
+        return [
+            DiscussionSummary(
+                id=d.id or 0,
+                topic=d.topic,
+                status=d.status,
+                rounds=d.rounds,
+                agents=agents.get(d.id, 0),
+                messages=messages.get(d.id, 0),
+                created_at=d.created_at.isoformat(),
+            )
+            for d in rows
+        ]

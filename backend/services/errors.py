@@ -1,0 +1,15 @@
+"""Errors the service layer raises for bad input: a clear message per field, and nothing written."""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Bad input from a user; `errors` maps a field name to a readable message."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(errors.values()))
+        self.errors = errors
+
+
+class NotFound(LookupError):
+    """The thing asked for does not exist."""

@@ -1,0 +1,31 @@
+"""Small badges: discussion status, agent status with elapsed time, provider."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from maestro_ui.styles import STATUS_COLOR
+
+
+def status_badge(status: rx.Var[str], **props) -> rx.Component:
+    """A coloured badge for a status word."""
+    return rx.badge(
+        status,
+        color_scheme=rx.match(status, *[(k, v) for k, v in STATUS_COLOR.items()], "gray"),
+        variant="soft",
+        **props,
+    )
+
+
+def provider_badge(label: rx.Var[str], model: rx.Var[str]) -> rx.Component:
+    """Which provider and model an agent runs on."""
+    return rx.flex(
+        rx.badge(label, variant="outline", color_scheme="violet", size="1", flex_shrink="0"),
+        rx.text(
+            model, size="1", color_scheme="gray", overflow="hidden", text_overflow="ellipsis", white_space="nowrap"
+        ),
+        gap="1",
+        align="center",
+        min_width="0",
+        max_width="100%",
+    )

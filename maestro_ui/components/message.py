@@ -1,0 +1,85 @@
+"""A message in the transcript, and a turn still streaming. Markdown renders with raw HTML disabled."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from maestro_ui.components.badges import provider_badge
+from maestro_ui.components.stream_text import stream_text
+from maestro_ui.state.live import LiveState
+from maestro_ui.state.room import MessageRow, RoomState, StreamRow
+
+
+def _author(name, kind) -> rx.Component:
+    return rx.hstack(
+        rx.icon(rx.cond(kind == "agent", "bot", "user"), size=16),
+        rx.text(name, weight="bold", size="2"),
+        align="center",
+        spacing="1",
+    )
+
+
+def message_bubble(m: MessageRow) -> rx.Component:
+    """A finished message: author, provider badge, Markdown body, and usage or the failure reason."""
+    return rx.card(
+        rx.vstack(
+            rx.flex(
+                _author(m["author"], m["kind"]),
+                rx.cond(m["kind"] == "agent", provider_badge(m["provider_label"], m["model"])),
+                rx.cond(m["round"] > 0, rx.text("round ", m["round"], size="1", color_scheme="gray")),
+                gap="2",
+                wrap="wrap",
+                align="center",
+            ),
+            rx.box(rx.markdown(m["content"], use_raw=False), class_name="msg-body", width="100%"),
+            rx.cond(
+                m["status"] == "failed",
+                rx.callout(
+                    rx.text("This turn failed — ", m["error"]),
+                    icon="triangle_alert",
+                    color_scheme="red",
+                    size="1",
+                    class_name="msg-error",
+                ),
+                rx.text(m["meta"], size="1", color_scheme="gray"),
+            ),
+            spacing="1",
+            width="100%",
+        ),
+        id="msg-" + m["id"].to_string(),
+        class_name="message " + m["kind"] + " " + m["status"],
+        width="100%",
+        background=rx.cond(m["kind"] == "human", "var(--accent-2)", "var(--color-panel)"),
+    )
+
+
+def stream_bubble(s: StreamRow) -> rx.Component:
+    """A turn in flight: its text grows on the client from deltas."""
+    return rx.card(
+        rx.vstack(
+            rx.flex(
+                _author(s["author"], "agent"),
+                provider_badge(s["provider_label"], s["model"]),
+                rx.spinner(size="1"),
+                gap="2",
+                wrap="wrap",
+                align="center",
+            ),
+            rx.box(
+                stream_text(
+                    stream_key=s["key"],
+                    start=LiveState.o[s["key"]],
+                    text=LiveState.t[s["key"]],
+                    on_gap=RoomState.resync,
+                    class_name="stream-text",
+                ),
+                white_space="pre-wrap",
+                width="100%",
+            ),
+            spacing="1",
+            width="100%",
+        ),
+        class_name="streaming",
+        width="100%",
+        border="1px dashed var(--blue-7)",
+    )

@@ -1,0 +1,38 @@
+"""The Reflex app: pages, plus a lifespan task that migrates the database and starts the runner."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import reflex as rx
+
+from backend.bootstrap import prepare_database
+from backend.db import run_db
+from backend.orchestrator.runner import get_runner
+from maestro_ui import routes
+from maestro_ui.pages.index import DiscussionsState, index_page
+from maestro_ui.pages.new import NewDiscussionState, new_page
+from maestro_ui.pages.room import room_page
+from maestro_ui.state.room import RoomState
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@contextlib.asynccontextmanager
+async def maestro_lifespan():
+    """Migrate on start (never at import), resume unfinished discussions, stop engines on shutdown."""
+    await run_db(prepare_database)
+    runner = get_runner()
+    runner.start_background()
+    try:
+        yield
+    finally:
+        await runner.shutdown()
+
+
+app = rx.App(theme=rx.theme(accent_color="indigo", radius="medium"))
+app.register_lifespan_task(maestro_lifespan)
+app.add_page(index_page, route=routes.INDEX, title="Maestro", on_load=DiscussionsState.load)
+app.add_page(new_page, route=routes.NEW, title="New discussion · Maestro", on_load=NewDiscussionState.load)
+app.add_page(room_page, route=routes.ROOM, title="Room · Maestro", on_load=RoomState.on_load)

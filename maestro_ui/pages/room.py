@@ -1,0 +1,86 @@
+"""The room page: DiscussionView, ParticipantList, composer and Run Agents."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from maestro_ui import routes
+from maestro_ui.components.badges import status_badge
+from maestro_ui.components.composer import composer
+from maestro_ui.components.layout import page
+from maestro_ui.components.message import message_bubble, stream_bubble
+from maestro_ui.components.participant_list import participant_list
+from maestro_ui.state.room import RoomState
+
+
+def _header() -> rx.Component:
+    return rx.vstack(
+        rx.flex(
+            rx.heading(RoomState.topic, size="6", id="room-topic", word_break="break-word"),
+            gap="2",
+            align="center",
+            wrap="wrap",
+        ),
+        rx.flex(
+            status_badge(RoomState.status, id="room-status", size="2"),
+            rx.text(RoomState.rounds, " rounds · round-robin", size="2", color_scheme="gray"),
+            rx.spacer(),
+            rx.button(
+                rx.cond(RoomState.is_running, rx.spinner(size="2"), rx.icon("play", size=16)),
+                rx.cond(RoomState.is_running, "Agents running…", "Run Agents"),
+                on_click=RoomState.run_agents,
+                disabled=~RoomState.can_run,
+                id="run-agents",
+                size="3",
+            ),
+            gap="3",
+            align="center",
+            wrap="wrap",
+            width="100%",
+        ),
+        rx.cond(
+            RoomState.has_offline_agent,
+            rx.callout(RoomState.offline_hint, icon="info", size="1", color_scheme="amber", id="offline-hint"),
+        ),
+        rx.cond(
+            RoomState.notice != "",
+            rx.callout(RoomState.notice, icon="circle_alert", color_scheme="red", size="1", id="room-notice"),
+        ),
+        width="100%",
+        spacing="2",
+    )
+
+
+def _discussion_view() -> rx.Component:
+    return rx.vstack(
+        rx.foreach(RoomState.messages, message_bubble),
+        rx.foreach(RoomState.streams, stream_bubble),
+        id="discussion",
+        width="100%",
+        spacing="2",
+    )
+
+
+def room_page() -> rx.Component:
+    """A live room: every open tab sees the same stream."""
+    return page(
+        rx.cond(
+            RoomState.found,
+            rx.vstack(
+                _header(),
+                rx.flex(
+                    rx.box(participant_list(), width=rx.breakpoints(initial="100%", md="260px"), flex_shrink="0"),
+                    rx.vstack(_discussion_view(), composer(), width="100%", spacing="3", min_width="0"),
+                    direction=rx.breakpoints(initial="column", md="row"),
+                    gap="4",
+                    width="100%",
+                ),
+                spacing="4",
+                width="100%",
+            ),
+            rx.callout("This discussion does not exist.", icon="circle_alert", color_scheme="red", id="not-found"),
+        )
+    )
+
+
+ROUTE = routes.ROOM

@@ -1,0 +1,346 @@
+"""RoomState: one tab's view of a discussion, built only from the event log (DESIGN decision 3).
+
+On load the tab starts a background follower that replays every persisted event from seq 0, then applies
+live ones; so the state after a reconnect equals a fresh load. Reflex cancels the follower when the tab
+closes, reloads or navigates away.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TypedDict
+
+import reflex as rx
+
+from backend.db import run_db
+from backend.events.bus import get_bus
+from backend.events.follower import Batch, Follower
+from backend.events.schema import (
+    DiscussionFinished,
+    HumanMessagePosted,
+    RoomEvent,
+    RunStarted,
+    TurnCompleted,
+    TurnFailed,
+    TurnStarted,
+)
+from backend.orchestrator.runner import get_runner
+from backend.providers.offline import OFFLINE_HINT
+from backend.providers.registry import PROVIDERS
+from backend.services import discussions, room
+from backend.services.errors import InputError, NotFound
+from maestro_ui.state.live import LiveState
+
+# One follower per tab (client token), so a gap reported by the page can reach it.
+_FOLLOWERS: dict[str, Follower] = {}
+
+
+class AgentRow(TypedDict):
+    id: int
+    name: str
+    provider: str
+    provider_label: str
+    model: str
+    offline: bool
+    status: str  # idle | thinking | streaming | done | error
+    elapsed: int
+    tokens: int
+    cost: str
+    latency: str
+    error: str
+
+
+class MessageRow(TypedDict):
+    id: int
+    author: str
+    kind: str  # agent | human
+    provider_label: str
+    model: str
+    round: int
+    content: str
+    status: str  # complete | failed
+    error: str
+    meta: str
+
+
+class StreamRow(TypedDict):
+    key: str
+    author: str
+    provider_label: str
+    model: str
+    round: int
+
+
+def _label(provider: str) -> str:
+    if provider == "offline":
+        return "Offline"
+    info = PROVIDERS.get(provider)
+    return info.label if info else provider
+
+
+def _money(x: float) -> str:
+    return f"${x:.4f}" if x < 1 else f"${x:.2f}"
+
+
+class RoomState(rx.State):
+    """The room: discussion header, agents with live status, transcript, streams in flight, composer."""
+
+    found: bool = True
+    topic: str = ""
+    status: str = ""
+    rounds: int = 0
+    agents: list[AgentRow] = []
+    humans: list[str] = []
+    messages: list[MessageRow] = []
+    streams: list[StreamRow] = []
+    total_tokens: int = 0
+    total_cost: str = "$0.0000"
+    draft: str = ""
+    notice: str = ""
+    posting: bool = False
+    my_name: str = rx.LocalStorage("", name="maestro_name")
+    offline_hint: str = OFFLINE_HINT
+
+    _did: int = 0
+    _started_at: dict[int, float] = {}  # participant id -> monotonic start of its current turn
+    _cost: dict[int, float] = {}
+
+    @rx.var
+    def has_offline_agent(self) -> bool:
+        return any(a["offline"] for a in self.agents)
+
+    @rx.var
+    def can_run(self) -> bool:
+        return self.status in ("draft", "running") and not any(
+            a["status"] in ("thinking", "streaming") for a in self.agents
+        )
+
+    @rx.var
+    def is_running(self) -> bool:
+        return self.status == "running"
+
+    # --- loading and following ---------------------------------------------------------------------
+
+    @rx.event
+    async def on_load(self):
+        """Reset the view and start following this discussion's log from the beginning."""
+        try:
+            did = int(self.discussion_id)  # type: ignore[attr-defined]
+            discussion = await run_db(discussions.get_discussion, did)
+        except (ValueError, NotFound):
+            self.found = False
+            return
+        participants = await run_db(discussions.list_participants, did)
+        self.found = True
+        self._did = did
+        self.topic = discussion.topic
+        self.status = discussion.status
+        self.rounds = discussion.rounds
+        self.agents = [
+            AgentRow(
+                id=p.id or 0,
+                name=p.name,
+                provider=p.provider or "",
+                provider_label=_label(p.provider or ""),
+                model=p.model or "",
+                offline=p.provider == "offline",
+                status="idle",
+                elapsed=0,
+                tokens=0,
+                cost=_money(0),
+                latency="",
+                error="",
+            )
+            for p in participants
+            if p.kind == "agent"
+        ]
+        self.humans = [p.name for p in participants if p.kind == "human"]
+        self.messages, self.streams = [], []
+        self.total_tokens, self.total_cost, self.notice = 0, _money(0), ""
+        self._started_at, self._cost = {}, {}
+        (await self.get_state(LiveState))._clear()
+        return RoomState.follow
+
+    @rx.event(background=True)
+    async def follow(self):
+        """Apply the log, then live events, until Reflex cancels this task (tab closed or navigated)."""
+        async with self:
+            did, token = self._did, self.router.session.client_token
+        if not did:
+            return
+        follower = Follower(did, after_seq=0, bus=get_bus(), live_source=get_runner().live_text)
+        _FOLLOWERS[token] = follower
+        try:
+            async with follower:
+                async for batch in follower.batches():
+                    if not batch and not self._started_at:
+                        continue
+                    async with self:
+                        if self._did != did:
+                            return  # the tab moved to another room
+                        await self._apply(batch)
+        finally:
+            if _FOLLOWERS.get(token) is follower:
+                _FOLLOWERS.pop(token, None)
+
+    @rx.event
+    def resync(self, _have: int):
+        """The page saw a gap in streamed text: resend turns in flight whole."""
+        follower = _FOLLOWERS.get(self.router.session.client_token)
+        if follower:
+            follower.resync()
+
+    async def _apply(self, batch: Batch) -> None:
+        live = await self.get_state(LiveState)
+        for event in batch.events:
+            self._apply_event(event, live)
+        for start_seq, (start, text) in batch.deltas.items():
+            key = f"t{start_seq}"
+            live._put(key, start, text)
+            for agent in self.agents:
+                if agent["status"] == "thinking" and any(
+                    s["key"] == key and s["author"] == agent["name"] for s in self.streams
+                ):
+                    agent["status"] = "streaming"
+        now = time.monotonic()
+        for agent in self.agents:
+            started = self._started_at.get(agent["id"])
+            if started is not None:
+                agent["elapsed"] = int(now - started)
+
+    def _agent(self, participant_id: int) -> AgentRow | None:
+        return next((a for a in self.agents if a["id"] == participant_id), None)
+
+    def _apply_event(self, event: RoomEvent, live: LiveState) -> None:
+        if isinstance(event, RunStarted):
+            self.status = "running"
+        elif isinstance(event, TurnStarted):
+            agent = self._agent(event.participant_id)
+            if agent:
+                agent["status"], agent["error"], agent["elapsed"] = "thinking", "", 0
+                self._started_at[event.participant_id] = time.monotonic()
+            self.streams = [s for s in self.streams if s["author"] != event.author_name] + [
+                StreamRow(
+                    key=f"t{event.seq}",
+                    author=event.author_name,
+                    provider_label=agent["provider_label"] if agent else "",
+                    model=agent["model"] if agent else "",
+                    round=event.round,
+                )
+            ]
+        elif isinstance(event, TurnCompleted | TurnFailed):
+            key = f"t{event.start_seq}"
+            stream = next((s for s in self.streams if s["key"] == key), None)
+            self.streams = [s for s in self.streams if s["key"] != key]
+            live._drop(key)
+            self._started_at.pop(event.participant_id, None)
+            agent = self._agent(event.participant_id)
+            row = MessageRow(
+                id=event.message_id,
+                author=stream["author"] if stream else (agent["name"] if agent else "?"),
+                kind="agent",
+                provider_label=agent["provider_label"] if agent else "",
+                model=agent["model"] if agent else "",
+                round=stream["round"] if stream else 0,
+                content="",
+                status="complete",
+                error="",
+                meta="",
+            )
+            if isinstance(event, TurnCompleted):
+                row["content"] = event.content
+                row["meta"] = (
+                    f"{event.output_tokens} tokens · {event.latency_ms / 1000:.1f}s · {_money(event.cost_usd)}"
+                )
+                if agent:
+                    agent["status"] = "done"
+                    agent["tokens"] += event.input_tokens + event.output_tokens
+                    self._cost[agent["id"]] = self._cost.get(agent["id"], 0.0) + event.cost_usd
+                    agent["cost"] = _money(self._cost[agent["id"]])
+                    agent["latency"] = f"{event.latency_ms / 1000:.1f}s"
+                self.total_tokens += event.input_tokens + event.output_tokens
+                self.total_cost = _money(sum(self._cost.values()))
+            else:
+                row["content"] = event.partial_content
+                row["status"] = "failed"
+                row["error"] = f"{event.error_kind}: {event.error_message}"
+                if agent:
+                    agent["status"] = "error"
+                    agent["error"] = event.error_message
+            self._upsert(row)
+        elif isinstance(event, HumanMessagePosted):
+            if event.author_name not in self.humans:
+                self.humans.append(event.author_name)
+            self._upsert(
+                MessageRow(
+                    id=event.message_id,
+                    author=event.author_name,
+                    kind="human",
+                    provider_label="",
+                    model="",
+                    round=0,
+                    content=event.content,
+                    status="complete",
+                    error="",
+                    meta="",
+                )
+            )
+        elif isinstance(event, DiscussionFinished):
+            self.status = event.status
+            self.streams = []
+            live._clear()
+            self._started_at = {}
+            for agent in self.agents:
+                if agent["status"] in ("thinking", "streaming"):
+                    agent["status"] = "idle"
+
+    def _upsert(self, row: MessageRow) -> None:
+        for i, existing in enumerate(self.messages):
+            if existing["id"] == row["id"]:
+                self.messages[i] = row
+                return
+        self.messages.append(row)
+
+    # --- actions ---------------------------------------------------------------------------------------
+
+    @rx.event
+    async def run_agents(self):
+        """Start (or resume) the discussion on the server; it keeps going if this tab closes."""
+        self.notice = ""
+        try:
+            problem = await room.run_agents(self._did)
+        except NotFound:
+            self.found = False
+            return
+        if problem:
+            self.notice = problem
+
+    @rx.event
+    def set_draft(self, value: str):
+        """Keep the composer's text."""
+        self.draft = value
+
+    @rx.event
+    def set_my_name(self, value: str):
+        """Remember who is typing (kept in this browser)."""
+        self.my_name = value.strip()[:120]
+
+    @rx.event
+    async def post(self, _form: dict):
+        """Post the composer's text; a second click while the first is in flight posts nothing."""
+        if self.posting or not self.draft.strip():
+            return
+        self.posting = True
+        self.notice = ""
+        text, client_id = self.draft, uuid.uuid4().hex
+        yield
+        try:
+            await room.post_message(
+                discussion_id=self._did, author_name=self.my_name, content=text, client_id=client_id
+            )
+            self.draft = ""
+        except InputError as err:
+            self.notice = "; ".join(err.errors.values())
+        finally:
+            self.posting = False
