@@ -120,14 +120,9 @@ async def _debate(topic: str, agents: list[tuple[str, str, str, str | None]], ro
             elif isinstance(event, TurnFailed):
                 failures += 1
                 author, _ = view.live.pop(event.start_seq, (participants[event.participant_id].name, ""))
-                live.console.print(
-                    Panel(
-                        Text(event.partial_content or "(no text)"),
-                        title=f"[bold red]{escape(author)} failed[/]",
-                        subtitle=f"{event.error_kind}: {escape(event.error_message)}",
-                        border_style="red",
-                    )
-                )
+                body = Text(event.partial_content + "\n" if event.partial_content else "")
+                body.append(f"{event.error_kind}: {event.error_message}", style="red")
+                live.console.print(Panel(body, title=f"[bold red]{escape(author)} failed[/]", border_style="red"))
             elif isinstance(event, HumanMessagePosted):
                 pass
             elif isinstance(event, DiscussionFinished):
@@ -161,7 +156,7 @@ def debate(
     max_tokens: int = typer.Option(200, help="Max tokens per agent turn."),
 ) -> None:
     """Run a round-robin debate with streaming agents and print the transcript live."""
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.ERROR)  # failures are shown in the transcript
     agents = [parse_agent(a, provider, model) for a in (agent or DEFAULT_AGENTS)]
     raise typer.Exit(asyncio.run(_debate(topic, agents, rounds, max_tokens)))
 
