@@ -1,0 +1,113 @@
+"""Creating discussions and posting into them: bad input gets a clear message and writes nothing."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import pytest
+from sqlmodel import func, select
+
+from backend.db import session_scope
+from backend.models import Discussion, EventRecord, Message, Participant
+from backend.services.discussions import AgentSpec, create_discussion, list_discussions, post_human_message
+from backend.services.errors import InputError
+from backend.services.personas import list_personas, update_persona
+
+OFFLINE = AgentSpec(persona_key="architect", provider="offline", model="smollm2-135m-instruct")
+
+
+def _counts() -> tuple[int, int, int, int]:
+    with session_scope() as s:
+        return tuple(  # type: ignore[return-value]
+            s.exec(select(func.count()).select_from(t)).one() for t in (Discussion, Participant, Message, EventRecord)
+        )
+
+
+@pytest.mark.parametrize(
+    ("topic", "agents", "rounds", "field", "words"),
+    [
+        ("   ", [OFFLINE], 2, "topic", "question"),
+        ("x" * 2001, [OFFLINE], 2, "topic", "limit"),
+        ("Pick a DB", [], 2, "agents", "at least one agent"),
+        ("Pick a DB", [OFFLINE], 0, "rounds", "between 1 and"),
+        ("Pick a DB", [AgentSpec("architect", "nonsense", "m")], 2, "agent_0", "Unknown provider 'nonsense'"),
+        ("Pick a DB", [AgentSpec("architect", "openai", "gpt-nope")], 2, "agent_0", "Unknown OpenAI model"),
+        ("Pick a DB", [AgentSpec("architect", "anthropic", "claude-sonnet-4-6")], 2, "agent_0", "ANTHROPIC_API_KEY"),
+        ("Pick a DB", [AgentSpec("architect", "openai_compatible", "llama3")], 2, "agent_0", "base URL"),
+        ("Pick a DB", [AgentSpec("wizard", "offline", "")], 2, "agent_0", "unknown persona"),
+    ],
+)
+def test_bad_input_is_refused_clearly_and_creates_nothing(database, monkeypatch, topic, agents, rounds, field, words):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    before = _counts()
+    with pytest.raises(InputError) as err:
+        create_discussion(topic=topic, agents=agents, rounds=rounds)
+    assert words.lower() in err.value.errors[field].lower()
+    assert _counts() == before
+
+
+def test_a_valid_discussion_has_its_agents_in_order_and_opens_with_the_question(database):
+    d = create_discussion(
+        topic="Choose a database for Apollo",
+        agents=[OFFLINE, AgentSpec("architect", "offline", ""), AgentSpec("security", "offline", "")],
+        rounds=2,
+        created_by="Alex",
+    )
+    with session_scope() as s:
+        names = [
+            p.name
+            for p in s.exec(select(Participant).where(Participant.kind == "agent").order_by(Participant.position))
+        ]
+        opening = s.exec(select(Message).where(Message.discussion_id == d.id)).one()
+    assert names == ["Architect", "Architect 2", "Security"]
+    assert (opening.author_name, opening.content) == ("Alex", "Choose a database for Apollo")
+    assert [row.topic for row in list_discussions()] == ["Choose a database for Apollo"]
+
+
+def test_a_one_megabyte_message_is_refused_with_the_limit(database):
+    d = create_discussion(topic="t", agents=[OFFLINE])
+    before = _counts()
+    with pytest.raises(InputError) as err:
+        post_human_message(discussion_id=d.id, author_name="Alex", content="a" * 1_000_000)
+    assert "1,000,000 characters; the limit is 20,000" in err.value.errors["content"]
+    assert _counts() == before
+
+
+def test_the_same_client_id_twice_posts_once(database):
+    d = create_discussion(topic="t", agents=[OFFLINE])
+    first, event = post_human_message(discussion_id=d.id, author_name="Alex", content="hello", client_id="c-1")
+    again, none = post_human_message(discussion_id=d.id, author_name="Alex", content="hello", client_id="c-1")
+    assert event is not None and none is None and again.id == first.id
+
+
+def test_concurrent_duplicates_post_once(database):
+    d = create_discussion(topic="t", agents=[OFFLINE])
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(
+            pool.map(
+                lambda _: post_human_message(discussion_id=d.id, author_name="Alex", content="hi", client_id="same"),
+                range(4),
+            )
+        )
+    assert len({m.id for m, _ in results}) == 1
+    assert sum(1 for _, e in results if e is not None) == 1
+    with session_scope() as s:
+        assert s.exec(select(func.count()).select_from(Message).where(Message.client_id == "same")).one() == 1
+
+
+def test_a_human_cannot_post_under_an_agents_name(database):
+    d = create_discussion(topic="t", agents=[OFFLINE])
+    with pytest.raises(InputError) as err:
+        post_human_message(discussion_id=d.id, author_name="Architect", content="I approve.")
+    assert "agent" in err.value.errors["author_name"]
+
+
+def test_personas_are_seeded_and_editable(database):
+    keys = [p.key for p in list_personas()]
+    assert {"architect", "backend_engineer", "devops", "security", "product"} <= set(keys)
+    update_persona("security", system_prompt="You are a paranoid security reviewer.")
+    assert next(p for p in list_personas() if p.key == "security").system_prompt.startswith("You are a paranoid")
+    d = create_discussion(topic="t", agents=[AgentSpec("security", "offline", "")])
+    with session_scope() as s:
+        agent = s.exec(select(Participant).where(Participant.discussion_id == d.id, Participant.kind == "agent")).one()
+    assert agent.system_prompt == "You are a paranoid security reviewer."
