@@ -13,6 +13,7 @@ from backend.orchestrator.runner import get_runner
 from maestro_ui import routes
 from maestro_ui.pages.index import DiscussionsState, index_page
 from maestro_ui.pages.new import NewDiscussionState, new_page
+from maestro_ui.pages.personas import PersonasState, personas_page
 from maestro_ui.pages.room import room_page
 from maestro_ui.state.room import RoomState
 
@@ -36,3 +37,4 @@ app.register_lifespan_task(maestro_lifespan)
 app.add_page(index_page, route=routes.INDEX, title="Maestro", on_load=DiscussionsState.load)
 app.add_page(new_page, route=routes.NEW, title="New discussion · Maestro", on_load=NewDiscussionState.load)
 app.add_page(room_page, route=routes.ROOM, title="Room · Maestro", on_load=RoomState.on_load)
+app.add_page(personas_page, route=routes.PERSONAS, title="Personas · Maestro", on_load=PersonasState.load)

@@ -2,6 +2,7 @@
 
 INDEX = "/"
 NEW = "/new"
+PERSONAS = "/personas"
 ROOM = "/room/[discussion_id]"
 
 

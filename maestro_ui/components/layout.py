@@ -19,6 +19,7 @@ def page(*children: rx.Component, **props) -> rx.Component:
                 color="inherit",
             ),
             rx.spacer(),
+            rx.link("Personas", href=routes.PERSONAS, size="2", margin_right="12px", color_scheme="gray"),
             rx.link(rx.button(rx.icon("plus", size=14), "New discussion", size="2", variant="soft"), href=routes.NEW),
             align="center",
             width="100%",

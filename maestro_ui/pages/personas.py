@@ -1,0 +1,93 @@
+"""The persona library: read and edit the system prompts agents are built from."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+import reflex as rx
+
+from backend.db import run_db
+from backend.services.errors import InputError, NotFound
+from backend.services.personas import list_personas, update_persona
+from maestro_ui.components.layout import page
+
+
+class PersonaRow(TypedDict):
+    key: str
+    name: str
+    description: str
+    system_prompt: str
+
+
+class PersonasState(rx.State):
+    """Personas with their editable prompts; a saved prompt applies to agents created afterwards."""
+
+    rows: list[PersonaRow] = []
+    saved: str = ""
+    error: str = ""
+
+    @rx.event
+    async def load(self):
+        """Read the library."""
+        self.rows = [
+            PersonaRow(key=p.key, name=p.name, description=p.description, system_prompt=p.system_prompt)
+            for p in await run_db(list_personas)
+        ]
+        self.saved = self.error = ""
+
+    @rx.event
+    async def save(self, form: dict):
+        """Save one persona's prompt (the form carries its key)."""
+        key, prompt = str(form.get("key", "")), str(form.get("system_prompt", ""))
+        try:
+            await run_db(lambda: update_persona(key, system_prompt=prompt))
+        except (InputError, NotFound) as err:
+            self.error, self.saved = str(err), ""
+            return
+        self.saved, self.error = key, ""
+        for row in self.rows:
+            if row["key"] == key:
+                row["system_prompt"] = prompt.strip()
+
+
+def _persona(p: PersonaRow) -> rx.Component:
+    return rx.card(
+        rx.form(
+            rx.vstack(
+                rx.heading(p["name"], size="4"),
+                rx.text(p["description"], size="2", color_scheme="gray"),
+                rx.el.input(type="hidden", name="key", value=p["key"]),
+                rx.text_area(name="system_prompt", default_value=p["system_prompt"], rows="6", width="100%"),
+                rx.hstack(
+                    rx.button("Save", type="submit", size="2", variant="soft"),
+                    rx.cond(PersonasState.saved == p["key"], rx.text("Saved", size="2", color_scheme="green")),
+                    align="center",
+                ),
+                width="100%",
+                spacing="2",
+            ),
+            on_submit=PersonasState.save,
+            width="100%",
+        ),
+        width="100%",
+        id="persona-" + p["key"],
+    )
+
+
+def personas_page() -> rx.Component:
+    """Every persona, editable."""
+    return page(
+        rx.vstack(
+            rx.heading("Personas", size="6"),
+            rx.text(
+                "Agents are built from these. Edits apply to agents created afterwards.", size="2", color_scheme="gray"
+            ),
+            rx.cond(
+                PersonasState.error != "", rx.callout(PersonasState.error, color_scheme="red", icon="circle_alert")
+            ),
+            rx.foreach(PersonasState.rows, _persona),
+            width="100%",
+            max_width="760px",
+            spacing="3",
+        )
+    )
