@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import anthropic
 
-from backend.providers import errors
+from backend.providers import errors, retry_policy
 from backend.providers.base import (
     Completion,
     GenerationRequest,
@@ -54,7 +54,11 @@ class AnthropicProvider:
         key = (asyncio.get_running_loop(), api_key, base_url)
         if self._client is None or self._client_key != key:
             self._client = anthropic.AsyncAnthropic(
-                api_key=api_key, base_url=base_url, timeout=self._timeout, max_retries=2
+                api_key=api_key,
+                base_url=base_url,
+                timeout=self._timeout,
+                max_retries=retry_policy.MAX_RETRIES,
+                http_client=retry_policy.http_client(anthropic),  # type: ignore[arg-type]
             )
             self._client_key = key
         return self._client

@@ -123,6 +123,12 @@ def from_status(
     if status == 429:
         if error_code == "insufficient_quota":
             return error(ErrorKind.RATE_LIMITED, f"{label} says the account is out of credit (429).")
+        if retry_after and retry_after > 60:
+            return error(
+                ErrorKind.RATE_LIMITED,
+                f"{label} is rate-limiting requests and asked to wait {math.ceil(retry_after)} s, longer than the "
+                "60 s Maestro waits (429). Try again later or use another model.",
+            )
         wait = f"in {math.ceil(retry_after)} s" if retry_after else "shortly"
         return error(ErrorKind.RATE_LIMITED, f"{label} is rate-limiting requests (429). Try again {wait}.")
     if status == 408:

@@ -18,7 +18,7 @@ import openai
 from openai.types import CompletionUsage
 from openai.types.chat import ChatCompletionChunk
 
-from backend.providers import errors
+from backend.providers import errors, retry_policy
 from backend.providers.base import (
     Completion,
     GenerationRequest,
@@ -63,7 +63,13 @@ class OpenAIProvider:
         api_key, base_url = self._credentials()
         key = (asyncio.get_running_loop(), api_key, base_url)
         if self._client is None or self._client_key != key:
-            self._client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=self._timeout, max_retries=2)
+            self._client = openai.AsyncOpenAI(
+                api_key=api_key,
+                base_url=base_url,
+                timeout=self._timeout,
+                max_retries=retry_policy.MAX_RETRIES,
+                http_client=retry_policy.http_client(openai),  # type: ignore[arg-type]
+            )
             self._client_key = key
         return self._client
 
