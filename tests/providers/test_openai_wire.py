@@ -71,7 +71,10 @@ async def test_429_asking_for_more_than_two_minutes_is_not_retried() -> None:
         _, _, error = await collect(provider(server).stream(make_request(MODEL)))
 
     assert error is not None and error.kind is ErrorKind.RATE_LIMITED and error.retry_after == 121
-    assert error.message == "OpenAI is rate-limiting requests (429). Try again in 121 s."
+    assert error.message == (
+        "OpenAI is rate-limiting requests and asked to wait 121 s, longer than the 60 s Maestro waits (429). "
+        "Try again later or use another model."
+    )
     assert len(server.requests) == 1
 
 
