@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(default=20_000, alias="MAESTRO_MAX_MESSAGE_CHARS")
     # Default reply length for an agent turn.
     max_tokens_per_turn: int = Field(default=300, alias="MAESTRO_MAX_TOKENS_PER_TURN")
+    # Per-call deadlines: past the soft one the badge says "slow"; the hard one cancels the call.
+    soft_deadline_s: float = Field(default=30.0, alias="MAESTRO_SOFT_DEADLINE_S")
+    hard_deadline_s: float = Field(default=180.0, alias="MAESTRO_HARD_DEADLINE_S")
     # How long a runner's lease on a discussion lasts without a heartbeat.
     lease_seconds: float = Field(default=15.0, alias="MAESTRO_LEASE_SECONDS")
 

@@ -68,6 +68,32 @@ class TurnFailed(_Event):
     partial_content: str = ""
 
 
+class TurnStatus(_Event):
+    """A turn in flight changed status: "slow" (past its soft deadline) or "retrying" (the SDK is retrying)."""
+
+    type: Literal["turn_status"] = "turn_status"
+    start_seq: int
+    participant_id: int
+    status: Literal["slow", "retrying"]
+    detail: str = ""
+
+
+class TurnRetryRequested(_Event):
+    """A human asked to run a failed turn again."""
+
+    type: Literal["turn_retry_requested"] = "turn_retry_requested"
+    message_id: int
+    participant_id: int
+    requested_by: str = ""
+
+
+class DiscussionPaused(_Event):
+    """The discussion stopped before its end (a budget was reached); Run Agents continues it."""
+
+    type: Literal["discussion_paused"] = "discussion_paused"
+    reason: str
+
+
 class HumanMessagePosted(_Event):
     type: Literal["human_message"] = "human_message"
     message_id: int
@@ -94,16 +120,28 @@ class TokenDelta(_Event):
 
 
 PersistedEvent = Annotated[
-    DiscussionCreated | RunStarted | TurnStarted | TurnCompleted | TurnFailed | HumanMessagePosted | DiscussionFinished,
+    DiscussionCreated
+    | RunStarted
+    | TurnStarted
+    | TurnStatus
+    | TurnCompleted
+    | TurnFailed
+    | TurnRetryRequested
+    | HumanMessagePosted
+    | DiscussionPaused
+    | DiscussionFinished,
     Field(discriminator="type"),
 ]
 RoomEvent = Annotated[
     DiscussionCreated
     | RunStarted
     | TurnStarted
+    | TurnStatus
     | TurnCompleted
     | TurnFailed
+    | TurnRetryRequested
     | HumanMessagePosted
+    | DiscussionPaused
     | DiscussionFinished
     | TokenDelta,
     Field(discriminator="type"),

@@ -15,6 +15,7 @@ class DiscussionStatus(StrEnum):
 
     DRAFT = "draft"  # created, agents not run yet
     RUNNING = "running"  # a runner owns it (or will resume it after a restart)
+    PAUSED = "paused"  # stopped by a budget or a human; Run Agents continues it
     COMPLETED = "completed"
     FAILED = "failed"  # every agent turn failed
 
@@ -27,6 +28,10 @@ class Discussion(SQLModel, table=True):
     protocol: str = Field(default="round_robin", max_length=40)
     rounds: int = Field(default=2)
     max_tokens_per_turn: int = Field(default=300)
+    # Budgets are checked before every model call, so the overshoot is at most one call's max_tokens.
+    budget_tokens: int | None = Field(default=None)
+    budget_usd: float | None = Field(default=None)
+    pause_reason: str | None = Field(default=None, max_length=500)
     status: str = Field(default=DiscussionStatus.DRAFT, max_length=20, index=True)
     # Highest event seq appended so far; bumped in the same transaction as the insert, so seqs are gapless.
     last_seq: int = Field(default=0)

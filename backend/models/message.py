@@ -14,6 +14,7 @@ from backend.models.base import timestamp_field
 class MessageStatus(StrEnum):
     """An agent message streams, then completes or fails; human messages are complete at once."""
 
+    QUEUED = "queued"  # a failed turn a human asked to retry
     STREAMING = "streaming"
     COMPLETE = "complete"
     FAILED = "failed"

@@ -7,21 +7,34 @@ Progress is derived from the database, never held only in memory: each agent tur
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
-from sqlmodel import select
+from sqlmodel import func, select
 
+from backend.config import get_settings
 from backend.db import run_db, session_scope
 from backend.events.bus import Bus
 from backend.events.log import append_event
-from backend.events.schema import DiscussionFinished, RunStarted, TokenDelta, TurnCompleted, TurnFailed, TurnStarted
+from backend.events.schema import (
+    DiscussionFinished,
+    DiscussionPaused,
+    PersistedEvent,
+    RunStarted,
+    TokenDelta,
+    TurnCompleted,
+    TurnFailed,
+    TurnStarted,
+    TurnStatus,
+)
 from backend.models import Discussion, DiscussionStatus, Message, MessageStatus, Participant, ParticipantKind
 from backend.models.base import utcnow
 from backend.protocols.round_robin import RoundRobin, Turn
-from backend.providers import pricing, registry
+from backend.providers import pricing, registry, retry_policy
 from backend.providers.base import (
     Completion,
     ErrorKind,
@@ -76,6 +89,29 @@ def _system_prompt(agent: Participant, discussion: Discussion, others: list[str]
     )
 
 
+def _budget_exceeded(s, discussion: Discussion) -> str | None:
+    """Why the next call must not start (a budget is used up), or None. Checked before every call."""
+    if discussion.budget_tokens is None and discussion.budget_usd is None:
+        return None
+    tokens, cost = s.exec(
+        select(
+            func.coalesce(func.sum(Message.input_tokens + Message.output_tokens), 0),
+            func.coalesce(func.sum(Message.cost_usd), 0.0),
+        ).where(Message.discussion_id == discussion.id)
+    ).one()
+    if discussion.budget_tokens is not None and tokens >= discussion.budget_tokens:
+        return (
+            f"Paused: the token budget is used up ({tokens:,} of {discussion.budget_tokens:,} tokens). "
+            "Raise the budget and press Run Agents to continue."
+        )
+    if discussion.budget_usd is not None and cost >= discussion.budget_usd:
+        return (
+            f"Paused: the cost budget is used up (${cost:.4f} of ${discussion.budget_usd:.2f}). "
+            "Raise the budget and press Run Agents to continue."
+        )
+    return None
+
+
 class Engine:
     """Runs one discussion's round-robin protocol, resuming from whatever the log already holds."""
 
@@ -109,26 +145,46 @@ class Engine:
                 ),
                 key=lambda p: p.position,
             )
-            finished = set(
-                s.exec(
-                    select(Message.turn_key).where(
-                        Message.discussion_id == self.discussion_id,
-                        Message.turn_key.is_not(None),  # type: ignore[union-attr]
-                        Message.status != MessageStatus.STREAMING,
-                    )
-                )
-            )
+            finished = self._finished_in(s)
             resumed = discussion.status == DiscussionStatus.RUNNING
             discussion.status = DiscussionStatus.RUNNING
+            discussion.pause_reason = None
             discussion.updated_at = utcnow()
             s.add(discussion)
             event = append_event(s, RunStarted(discussion_id=self.discussion_id, resumed=resumed))
         self._pending_publish = [event]
-        return discussion, agents, {k for k in finished if k}, resumed
+        return discussion, agents, finished, resumed
 
-    def _start_turn(self, turn: Turn) -> tuple[Message, TurnStarted, list[TranscriptEntry]]:
+    def _finished_in(self, s) -> set[str]:
+        """Turn keys that need no call: complete or failed (streaming = in flight at a crash; queued = retry)."""
+        return {
+            key
+            for key in s.exec(
+                select(Message.turn_key).where(
+                    Message.discussion_id == self.discussion_id,
+                    Message.turn_key.is_not(None),  # type: ignore[union-attr]
+                    Message.status.in_([MessageStatus.COMPLETE, MessageStatus.FAILED]),  # type: ignore[attr-defined]
+                )
+            )
+            if key
+        }
+
+    def _finished_keys(self) -> set[str]:
+        with session_scope() as s:
+            return self._finished_in(s)
+
+    def _start_turn(self, turn: Turn) -> tuple[Message, TurnStarted, list[TranscriptEntry]] | DiscussionPaused:
         agent: Participant = turn.speaker  # type: ignore[assignment]
         with session_scope() as s:
+            discussion = s.get(Discussion, self.discussion_id, with_for_update=True)
+            assert discussion is not None
+            reason = _budget_exceeded(s, discussion)
+            if reason:
+                discussion.status = DiscussionStatus.PAUSED
+                discussion.pause_reason = reason
+                discussion.updated_at = utcnow()
+                s.add(discussion)
+                return append_event(s, DiscussionPaused(discussion_id=self.discussion_id, reason=reason))
             message = s.exec(
                 select(Message).where(Message.discussion_id == self.discussion_id, Message.turn_key == turn.key)
             ).first()
@@ -244,9 +300,9 @@ class Engine:
             s.add(message)
         return event
 
-    def _finish(self, agents: list[Participant]) -> DiscussionFinished:
+    def _finish(self, agents: list[Participant]) -> DiscussionFinished | None:
         with session_scope() as s:
-            discussion = s.get(Discussion, self.discussion_id)
+            discussion = s.get(Discussion, self.discussion_id, with_for_update=True)
             assert discussion is not None
             rows = list(
                 s.exec(
@@ -256,6 +312,8 @@ class Engine:
                     )
                 )
             )
+            if any(m.status == MessageStatus.QUEUED for m in rows):
+                return None  # a retry was requested while we ran: go round again
             ok = [m for m in rows if m.status == MessageStatus.COMPLETE]
             status = DiscussionStatus.COMPLETED if ok or not agents else DiscussionStatus.FAILED
             discussion.status = status
@@ -274,24 +332,37 @@ class Engine:
 
     # --- the run -------------------------------------------------------------------------------------
 
-    async def run(self) -> DiscussionFinished:
-        """Run every remaining turn, then close the discussion."""
+    async def run(self) -> DiscussionFinished | DiscussionPaused:
+        """Run every remaining turn (and any retried ones), then close the discussion, or pause on a budget."""
         discussion, agents, finished, _resumed = await run_db(self._load)
         for event in self._pending_publish:
             await self.bus.publish(event)
         names = [a.name for a in agents]
-        for turn in self.protocol.schedule(agents, discussion.rounds):
-            if turn.key in finished:
-                continue
-            agent: Participant = turn.speaker  # type: ignore[assignment]
-            others = [n for n in names if n != agent.name]
-            await self._run_turn(discussion, agent, turn, _system_prompt(agent, discussion, others))
-        done = await run_db(self._finish, agents)
-        await self.bus.publish(done)
-        return done
+        while True:
+            for turn in self.protocol.schedule(agents, discussion.rounds):
+                if turn.key in finished:
+                    continue
+                agent: Participant = turn.speaker  # type: ignore[assignment]
+                others = [n for n in names if n != agent.name]
+                paused = await self._run_turn(discussion, agent, turn, _system_prompt(agent, discussion, others))
+                if paused is not None:
+                    return paused
+                finished.add(turn.key)
+            done = await run_db(self._finish, agents)
+            if done is not None:
+                await self.bus.publish(done)
+                return done
+            finished = await run_db(self._finished_keys)  # a failed turn was queued for a retry meanwhile
 
-    async def _run_turn(self, discussion: Discussion, agent: Participant, turn: Turn, system: str) -> None:
-        message, started, transcript = await run_db(self._start_turn, turn)
+    async def _run_turn(
+        self, discussion: Discussion, agent: Participant, turn: Turn, system: str
+    ) -> DiscussionPaused | None:
+        """Run one agent turn; returns the pause event instead when a budget stops it before the call."""
+        started_turn = await run_db(self._start_turn, turn)
+        if isinstance(started_turn, DiscussionPaused):
+            await self.bus.publish(started_turn)
+            return started_turn
+        message, started, transcript = started_turn
         assert message.id is not None and agent.id is not None
         await self.bus.publish(started)
         live = LiveTurn(start_seq=started.seq, participant_id=agent.id, author_name=agent.name)
@@ -303,39 +374,53 @@ class Engine:
             transcript=[*transcript, TranscriptEntry(author="Moderator", content=cue, author_kind="system")],
             max_tokens=discussion.max_tokens_per_turn,
         )
+        settings = get_settings()
         t0 = time.monotonic()
         completion: Completion | None = None
+        slow_watch = asyncio.create_task(self._mark_slow(started.seq, agent.id, settings.soft_deadline_s))
+        token = retry_policy.on_retry.set(partial(self._mark_status, started.seq, agent.id, "retrying"))
         try:
             provider = self.provider_lookup(agent)
-            async for item in provider.stream(request):
-                if isinstance(item, ProviderDelta):
-                    if not item.text:
-                        continue
-                    offset = len(live.text)
-                    live.text += item.text
-                    await self.bus.publish(
-                        TokenDelta(
-                            discussion_id=self.discussion_id,
-                            start_seq=started.seq,
-                            participant_id=agent.id,
-                            offset=offset,
-                            text=item.text,
+            async with asyncio.timeout(settings.hard_deadline_s):
+                async for item in provider.stream(request):
+                    if isinstance(item, ProviderDelta):
+                        if not item.text:
+                            continue
+                        offset = len(live.text)
+                        live.text += item.text
+                        await self.bus.publish(
+                            TokenDelta(
+                                discussion_id=self.discussion_id,
+                                start_seq=started.seq,
+                                participant_id=agent.id,
+                                offset=offset,
+                                text=item.text,
+                            )
                         )
-                    )
-                else:
-                    completion = item
+                    else:
+                        completion = item
             if completion is None:
                 raise ProviderError(ErrorKind.CONNECTION, "The stream ended without a final message.")
             if not completion.text.strip():
                 raise ProviderError(ErrorKind.EMPTY, "The model returned an empty reply.")
+        except TimeoutError:
+            error = ProviderError(
+                ErrorKind.TIMEOUT,
+                f"No complete reply within {settings.hard_deadline_s:.0f} s, so the call was cancelled.",
+            )
+            await self._record_failure(message.id, started.seq, agent, error, live, t0)
+            return None
         except ProviderError as error:
             await self._record_failure(message.id, started.seq, agent, error, live, t0)
-            return
+            return None
         except Exception as exc:  # a bug or an SDK surprise must not kill the discussion
             log.exception("discussion %s: unexpected error in %s's turn", self.discussion_id, agent.name)
             error = ProviderError(ErrorKind.SERVER, f"Unexpected error: {type(exc).__name__}: {exc}")
             await self._record_failure(message.id, started.seq, agent, error, live, t0)
-            return
+            return None
+        finally:
+            retry_policy.on_retry.reset(token)
+            slow_watch.cancel()
         latency = int((time.monotonic() - t0) * 1000)
         done = await run_db(self._finish_turn, message.id, started.seq, agent, completion, latency)
         self.live.pop(started.seq, None)
@@ -343,6 +428,26 @@ class Engine:
         self.totals.tokens += completion.usage.input_tokens + completion.usage.output_tokens
         self.totals.cost_usd += done.cost_usd
         await self.bus.publish(done)
+        return None
+
+    async def _mark_slow(self, start_seq: int, participant_id: int, after_s: float) -> None:
+        await asyncio.sleep(after_s)
+        await self._mark_status(start_seq, participant_id, "slow", f"no complete reply after {after_s:.0f} s")
+
+    async def _mark_status(self, start_seq: int, participant_id: int, status: str, detail: str) -> None:
+        """Persist and publish a status change of a turn in flight (slow, retrying)."""
+        event = TurnStatus(
+            discussion_id=self.discussion_id,
+            start_seq=start_seq,
+            participant_id=participant_id,
+            status=status,  # type: ignore[arg-type]
+            detail=detail,
+        )
+        await self.bus.publish(await run_db(self._append, event))
+
+    def _append(self, event: PersistedEvent) -> PersistedEvent:
+        with session_scope() as s:
+            return append_event(s, event)
 
     async def _record_failure(
         self, message_id: int, start_seq: int, agent: Participant, error: ProviderError, live: LiveTurn, t0: float

@@ -10,8 +10,16 @@ from sqlmodel import Session, func, select
 from backend.config import get_settings
 from backend.db import session_scope
 from backend.events.log import append_event
-from backend.events.schema import DiscussionCreated, HumanMessagePosted
-from backend.models import Discussion, Message, MessageStatus, Participant, ParticipantKind, Persona
+from backend.events.schema import DiscussionCreated, HumanMessagePosted, TurnRetryRequested
+from backend.models import (
+    Discussion,
+    DiscussionStatus,
+    Message,
+    MessageStatus,
+    Participant,
+    ParticipantKind,
+    Persona,
+)
 from backend.models.base import utcnow
 from backend.providers import registry
 from backend.services.errors import InputError, NotFound
@@ -53,6 +61,57 @@ def _validate(topic: str, agents: list[AgentSpec], rounds: int, personas: dict[s
     return errors
 
 
+def _validate_budget(tokens: int | None, usd: float | None) -> dict[str, str]:
+    errors = {}
+    if tokens is not None and tokens <= 0:
+        errors["budget_tokens"] = "A token budget must be a positive number of tokens."
+    if usd is not None and usd <= 0:
+        errors["budget_usd"] = "A cost budget must be a positive amount of dollars."
+    return errors
+
+
+def set_budget(*, discussion_id: int, budget_tokens: int | None, budget_usd: float | None) -> Discussion:
+    """Change a discussion's budgets (None = no limit); a paused discussion can then be run again."""
+    errors = _validate_budget(budget_tokens, budget_usd)
+    if errors:
+        raise InputError(errors)
+    with session_scope() as session:
+        discussion = session.get(Discussion, discussion_id)
+        if discussion is None:
+            raise NotFound(f"No discussion {discussion_id}.")
+        discussion.budget_tokens, discussion.budget_usd = budget_tokens, budget_usd
+        discussion.updated_at = utcnow()
+        session.add(discussion)
+        return discussion
+
+
+def request_retry(*, discussion_id: int, message_id: int, requested_by: str = "") -> TurnRetryRequested:
+    """Queue a failed agent turn to be run again (alone); the discussion reopens if it had finished."""
+    with session_scope() as session:
+        discussion = session.get(Discussion, discussion_id, with_for_update=True)
+        message = session.get(Message, message_id)
+        if discussion is None or message is None or message.discussion_id != discussion_id:
+            raise NotFound(f"No message {message_id} in discussion {discussion_id}.")
+        if message.author_kind != ParticipantKind.AGENT or message.status != MessageStatus.FAILED:
+            raise InputError({"message": "Only a failed agent turn can be retried."})
+        message.status = MessageStatus.QUEUED
+        session.add(message)
+        if discussion.status in (DiscussionStatus.COMPLETED, DiscussionStatus.FAILED):
+            discussion.status = DiscussionStatus.RUNNING
+            discussion.updated_at = utcnow()
+            session.add(discussion)
+        assert message.participant_id is not None
+        return append_event(
+            session,
+            TurnRetryRequested(
+                discussion_id=discussion_id,
+                message_id=message_id,
+                participant_id=message.participant_id,
+                requested_by=requested_by[:120],
+            ),
+        )
+
+
 def _unique_name(base: str, taken: set[str]) -> str:
     name, n = base, 2
     while name in taken:
@@ -68,6 +127,8 @@ def create_discussion(
     rounds: int = 2,
     created_by: str = "Host",
     max_tokens_per_turn: int | None = None,
+    budget_tokens: int | None = None,
+    budget_usd: float | None = None,
 ) -> Discussion:
     """Validate everything first, then create the discussion, its agents and its opening question at once."""
     topic = topic.strip()
@@ -75,6 +136,7 @@ def create_discussion(
     with session_scope() as session:
         personas = {p.key: p for p in session.exec(select(Persona))}
         errors = _validate(topic, agents, rounds, personas)
+        errors.update(_validate_budget(budget_tokens, budget_usd))
         if errors:
             raise InputError(errors)
         discussion = Discussion(
@@ -82,6 +144,8 @@ def create_discussion(
             rounds=rounds,
             created_by=created_by,
             max_tokens_per_turn=max_tokens_per_turn or get_settings().max_tokens_per_turn,
+            budget_tokens=budget_tokens,
+            budget_usd=budget_usd,
         )
         session.add(discussion)
         session.flush()

@@ -21,6 +21,22 @@ async def post_message(*, discussion_id: int, author_name: str, content: str, cl
     return message
 
 
+async def retry_turn(*, discussion_id: int, message_id: int, requested_by: str = "") -> None:
+    """Run one failed agent turn again, alone; the rest of the discussion is unchanged."""
+    event = await run_db(
+        lambda: discussions.request_retry(discussion_id=discussion_id, message_id=message_id, requested_by=requested_by)
+    )
+    await get_bus().publish(event)
+    await get_runner().start(discussion_id)  # False when an engine is already running: it picks the retry up
+
+
+async def set_budget(*, discussion_id: int, budget_tokens: int | None, budget_usd: float | None) -> None:
+    """Change the budgets; a discussion paused by its budget continues with Run Agents."""
+    await run_db(
+        lambda: discussions.set_budget(discussion_id=discussion_id, budget_tokens=budget_tokens, budget_usd=budget_usd)
+    )
+
+
 async def run_agents(discussion_id: int) -> str | None:
     """Ask the runner to start (or resume) the discussion; a reason when it did not start, else None."""
     discussion = await run_db(discussions.get_discussion, discussion_id)

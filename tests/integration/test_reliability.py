@@ -1,0 +1,152 @@
+"""Deadlines, live statuses, budgets and retrying a failed agent alone, through the real engine."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlmodel import select
+
+from backend.config import get_settings
+from backend.db import session_scope
+from backend.events.schema import DiscussionPaused, TurnFailed, TurnStatus
+from backend.models import Discussion, Message
+from backend.orchestrator.runner import Runner
+from backend.providers import registry
+from backend.providers.base import ErrorKind, ProviderError
+from backend.providers.openai_provider import OpenAICompatibleProvider
+from backend.providers.scripted import ScriptedProvider
+from backend.services import room
+from backend.services.discussions import AgentSpec, create_discussion, set_budget
+from tests.providers.wire_servers import OpenAIScript, WireServer
+
+
+@pytest.fixture
+def scripted():
+    registry.register_provider("scripted", ScriptedProvider(["unused"]))
+    yield
+    registry.unregister_provider("scripted")
+
+
+@pytest.fixture
+def deadlines(monkeypatch):
+    def set_(soft: float, hard: float) -> None:
+        monkeypatch.setenv("MAESTRO_SOFT_DEADLINE_S", str(soft))
+        monkeypatch.setenv("MAESTRO_HARD_DEADLINE_S", str(hard))
+        get_settings.cache_clear()
+
+    yield set_
+    get_settings.cache_clear()
+
+
+def _discussion(n_agents=1, rounds=1, **kw) -> int:
+    personas = ["architect", "security", "product"][:n_agents]
+    d = create_discussion(
+        topic="Choose a database for Apollo",
+        agents=[AgentSpec(p, "scripted", "m") for p in personas],
+        rounds=rounds,
+        **kw,
+    )
+    return d.id
+
+
+async def _run(bus, did, lookup) -> list:
+    sub = await bus.subscribe(did)
+    runner = Runner(bus=bus, provider_lookup=lookup, lease_seconds=5)
+    await runner.start(did)
+    await runner.wait(did)
+    seen = []
+    while True:
+        try:
+            seen.append(await asyncio.wait_for(sub.__aiter__().__anext__(), 0.05))
+        except TimeoutError:
+            break
+    await sub.close()
+    return seen
+
+
+async def test_a_stalled_stream_is_cancelled_at_the_hard_deadline_after_showing_slow(
+    sqlite_db, bus, scripted, deadlines
+):
+    deadlines(soft=0.2, hard=0.6)
+    did = _discussion(n_agents=2)
+    with WireServer(OpenAIScript.route, [OpenAIScript.stall(["Thinking about "], seconds=5)]) as server:
+        stalled = OpenAICompatibleProvider(base_url=f"{server.url}/v1", timeout=30)
+        fine = ScriptedProvider(["Postgres."])
+        seen = await _run(bus, did, lambda a: stalled if a.name == "Architect" else fine)
+    statuses = [e for e in seen if isinstance(e, TurnStatus)]
+    assert [s.status for s in statuses] == ["slow"]
+    failed = next(e for e in seen if isinstance(e, TurnFailed))
+    assert failed.error_kind == "timeout" and "0 s" not in failed.error_message
+    assert (
+        "within 1 s" in failed.error_message
+        or "within 0 s" in failed.error_message
+        or "cancelled" in failed.error_message
+    )
+    assert failed.partial_content == "Thinking about "
+    with session_scope() as s:
+        assert s.get(Discussion, did).status == "completed"  # the other agent still spoke
+        assert [
+            m.status for m in s.exec(select(Message).where(Message.turn_key.is_not(None)).order_by(Message.id))
+        ] == [
+            "failed",
+            "complete",
+        ]
+
+
+async def test_the_room_sees_retrying_while_the_sdk_retries(sqlite_db, bus, scripted):
+    did = _discussion()
+    replies = [OpenAIScript.server_error(503), OpenAIScript.ok(["Fine ", "now."])]
+    with WireServer(OpenAIScript.route, replies) as server:
+        provider = OpenAICompatibleProvider(base_url=f"{server.url}/v1", timeout=10)
+        seen = await _run(bus, did, lambda a: provider)
+    statuses = [e for e in seen if isinstance(e, TurnStatus)]
+    assert [s.status for s in statuses] == ["retrying"] and "503" in statuses[0].detail
+    assert len(server.requests) == 2
+    with session_scope() as s:
+        msg = s.exec(select(Message).where(Message.turn_key.is_not(None))).one()
+        assert (msg.status, msg.content) == ("complete", "Fine now.")
+
+
+async def test_a_token_budget_pauses_before_the_next_call_and_run_agents_continues(sqlite_db, bus, scripted):
+    did = _discussion(n_agents=2, rounds=2, budget_tokens=1)
+    provider = ScriptedProvider(["one two three"])
+    seen = await _run(bus, did, lambda a: provider)
+    paused = [e for e in seen if isinstance(e, DiscussionPaused)]
+    assert len(paused) == 1 and "token budget is used up" in paused[0].reason
+    assert provider.calls == 1  # the overshoot is at most one call
+    with session_scope() as s:
+        d = s.get(Discussion, did)
+        assert d.status == "paused" and "Raise the budget" in d.pause_reason
+
+    set_budget(discussion_id=did, budget_tokens=None, budget_usd=None)
+    await _run(bus, did, lambda a: provider)
+    assert provider.calls == 4
+    with session_scope() as s:
+        assert s.get(Discussion, did).status == "completed"
+
+
+async def test_a_failed_agent_can_be_retried_alone_after_the_discussion_ended(sqlite_db, bus, scripted, monkeypatch):
+    did = _discussion(n_agents=2)
+    flaky = ScriptedProvider(["Recovered answer."], fail_with=ProviderError(ErrorKind.SERVER, "Overloaded."))
+    steady = ScriptedProvider(["Steady answer."])
+    providers = {"Architect": flaky, "Security": steady}
+    runner = Runner(bus=bus, provider_lookup=lambda a: providers[a.name], lease_seconds=5)
+    monkeypatch.setattr("backend.services.room.get_runner", lambda: runner)
+    await runner.start(did)
+    await runner.wait(did)
+    with session_scope() as s:
+        failed = s.exec(select(Message).where(Message.status == "failed")).one()
+        assert s.get(Discussion, did).status == "completed"
+
+    flaky.fail_with = None
+    await room.retry_turn(discussion_id=did, message_id=failed.id, requested_by="Alex")
+    await runner.wait(did)
+    with session_scope() as s:
+        rows = list(s.exec(select(Message).where(Message.turn_key.is_not(None)).order_by(Message.seq)))
+        assert [(m.author_name, m.status, m.content) for m in rows] == [
+            ("Security", "complete", "Steady answer."),
+            ("Architect", "complete", "Recovered answer."),
+        ]
+        assert s.get(Discussion, did).status == "completed"
+    assert steady.calls == 1 and flaky.calls == 2
