@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlmodel import Session, select
 
 from backend.events.schema import PersistedEvent, RoomEvent, parse_event
@@ -10,23 +10,31 @@ from backend.models import Discussion, EventRecord
 from backend.models.base import as_utc, utcnow
 
 
-def append_event(session: Session, event: PersistedEvent) -> PersistedEvent:
-    """Persist `event` in the caller's transaction and return it with its seq.
+def next_seq(session: Session, discussion_id: int) -> int:
+    """Take the discussion's next seq in the caller's transaction.
 
-    The discussion's `last_seq` is bumped with an UPDATE ... RETURNING in the same transaction: the row lock
-    (Postgres) or the write lock (SQLite) serialises writers, a rollback undoes both, so seqs never have gaps,
-    and the unique (discussion_id, seq) constraint backs it.
+    `last_seq` is bumped with an UPDATE ... RETURNING: the row lock (Postgres) or the write lock (SQLite)
+    serialises writers and a rollback undoes it together with the event, so seqs never have gaps; the unique
+    (discussion_id, seq) constraint backs it.
     """
-    seq = session.execute(
+    return session.execute(
         update(Discussion)
-        .where(Discussion.id == event.discussion_id)  # type: ignore[arg-type]
+        .where(Discussion.id == discussion_id)  # type: ignore[arg-type]
         .values(last_seq=Discussion.last_seq + 1)
         .returning(Discussion.last_seq)
     ).scalar_one()
+
+
+def append_event(session: Session, event: PersistedEvent, *, seq: int | None = None) -> PersistedEvent:
+    """Persist `event` in the caller's transaction and return it with its seq (taken now unless given)."""
+    if seq is None:
+        seq = next_seq(session, event.discussion_id)
     stored = event.model_copy(update={"seq": seq, "at": utcnow()})
     payload = stored.model_dump(mode="json", exclude={"discussion_id", "seq", "at", "type"})
-    session.add(
-        EventRecord(discussion_id=event.discussion_id, seq=seq, type=stored.type, payload=payload, created_at=stored.at)
+    session.execute(
+        insert(EventRecord).values(
+            discussion_id=event.discussion_id, seq=seq, type=stored.type, payload=payload, created_at=stored.at
+        )
     )
     return stored
 

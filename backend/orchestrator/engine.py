@@ -14,12 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
+from sqlalchemy import insert, update
 from sqlmodel import func, select
 
 from backend.config import get_settings
 from backend.db import run_db, session_scope
 from backend.events.bus import Bus
-from backend.events.log import append_event
+from backend.events.log import append_event, next_seq
 from backend.events.schema import (
     DiscussionFinished,
     DiscussionPaused,
@@ -89,29 +90,6 @@ def _system_prompt(agent: Participant, discussion: Discussion, others: list[str]
     )
 
 
-def _budget_exceeded(s, discussion: Discussion) -> str | None:
-    """Why the next call must not start (a budget is used up), or None. Checked before every call."""
-    if discussion.budget_tokens is None and discussion.budget_usd is None:
-        return None
-    tokens, cost = s.exec(
-        select(
-            func.coalesce(func.sum(Message.input_tokens + Message.output_tokens), 0),
-            func.coalesce(func.sum(Message.cost_usd), 0.0),
-        ).where(Message.discussion_id == discussion.id)
-    ).one()
-    if discussion.budget_tokens is not None and tokens >= discussion.budget_tokens:
-        return (
-            f"Paused: the token budget is used up ({tokens:,} of {discussion.budget_tokens:,} tokens). "
-            "Raise the budget and press Run Agents to continue."
-        )
-    if discussion.budget_usd is not None and cost >= discussion.budget_usd:
-        return (
-            f"Paused: the cost budget is used up (${cost:.4f} of ${discussion.budget_usd:.2f}). "
-            "Raise the budget and press Run Agents to continue."
-        )
-    return None
-
-
 class Engine:
     """Runs one discussion's round-robin protocol, resuming from whatever the log already holds."""
 
@@ -128,6 +106,9 @@ class Engine:
         self.provider_lookup = provider_lookup
         self.protocol = protocol or RoundRobin()
         self.live: dict[int, LiveTurn] = {}
+        # The transcript as (seq, author, content, kind, participant id), read incrementally.
+        self._transcript: list[tuple[int, str, str, str, int | None]] = []
+        self._transcript_seq = 0
         self.totals = RunTotals()
 
     # --- database steps (run in a worker thread) -------------------------------------------------
@@ -173,132 +154,174 @@ class Engine:
         with session_scope() as s:
             return self._finished_in(s)
 
-    def _start_turn(self, turn: Turn) -> tuple[Message, TurnStarted, list[TranscriptEntry]] | DiscussionPaused:
+    def _start_turn(self, turn: Turn) -> tuple[int, TurnStarted, list[TranscriptEntry]] | DiscussionPaused:
+        """Check the budget, mark the turn streaming and read what the agent has not seen yet, in one transaction."""
         agent: Participant = turn.speaker  # type: ignore[assignment]
+        assert agent.id is not None
         with session_scope() as s:
-            discussion = s.get(Discussion, self.discussion_id, with_for_update=True)
-            assert discussion is not None
-            reason = _budget_exceeded(s, discussion)
+            reason = self._budget_exceeded(s)
             if reason:
-                discussion.status = DiscussionStatus.PAUSED
-                discussion.pause_reason = reason
-                discussion.updated_at = utcnow()
-                s.add(discussion)
-                return append_event(s, DiscussionPaused(discussion_id=self.discussion_id, reason=reason))
-            message = s.exec(
-                select(Message).where(Message.discussion_id == self.discussion_id, Message.turn_key == turn.key)
-            ).first()
-            if message is None:
-                message = Message(
-                    discussion_id=self.discussion_id,
-                    participant_id=agent.id,
-                    author_name=agent.name,
-                    author_kind=ParticipantKind.AGENT,
-                    round=turn.round,
-                    turn_key=turn.key,
-                    provider=agent.provider,
-                    model=agent.model,
+                s.execute(
+                    update(Discussion)
+                    .where(Discussion.id == self.discussion_id)  # type: ignore[arg-type]
+                    .values(status=DiscussionStatus.PAUSED, pause_reason=reason, updated_at=utcnow())
                 )
-            message.status = MessageStatus.STREAMING
-            message.content = ""
-            message.created_at = utcnow()
-            s.add(message)
-            s.flush()
-            assert message.id is not None and agent.id is not None
+                return append_event(s, DiscussionPaused(discussion_id=self.discussion_id, reason=reason))
+            seq = next_seq(s, self.discussion_id)
+            values = {
+                "status": MessageStatus.STREAMING,
+                "content": "",
+                "start_seq": seq,
+                "created_at": utcnow(),
+                "provider": agent.provider,
+                "model": agent.model,
+            }
+            message_id = s.execute(
+                update(Message)
+                .where(Message.discussion_id == self.discussion_id, Message.turn_key == turn.key)  # type: ignore[arg-type]
+                .values(**values)
+                .returning(Message.id)
+            ).scalar_one_or_none()
+            if message_id is None:
+                message_id = s.execute(
+                    insert(Message)
+                    .values(
+                        discussion_id=self.discussion_id,
+                        participant_id=agent.id,
+                        author_name=agent.name,
+                        author_kind=ParticipantKind.AGENT,
+                        round=turn.round,
+                        turn_key=turn.key,
+                        **values,
+                    )
+                    .returning(Message.id)
+                ).scalar_one()
             event = append_event(
                 s,
                 TurnStarted(
                     discussion_id=self.discussion_id,
-                    message_id=message.id,
+                    message_id=message_id,
                     participant_id=agent.id,
                     author_name=agent.name,
                     round=turn.round,
                 ),
+                seq=seq,
             )
-            message.start_seq = event.seq
-            s.add(message)
-            transcript = [
-                TranscriptEntry(
-                    author=m.author_name,
-                    content=m.content,
-                    author_kind="agent" if m.author_kind == ParticipantKind.AGENT else "human",
-                    is_self=m.participant_id == agent.id,
-                )
-                for m in s.exec(
-                    select(Message)
-                    .where(
-                        Message.discussion_id == self.discussion_id,
-                        Message.status == MessageStatus.COMPLETE,
-                        Message.seq.is_not(None),  # type: ignore[union-attr]
-                    )
-                    .order_by(Message.seq)  # type: ignore[arg-type]
-                )
-            ]
-        return message, event, transcript
+            self._read_new_messages(s)
+        transcript = [
+            TranscriptEntry(author=author, content=content, author_kind=kind, is_self=pid == agent.id)
+            for _seq, author, content, kind, pid in self._transcript
+        ]
+        return message_id, event, transcript
+
+    def _read_new_messages(self, s) -> None:
+        """Extend the engine's copy of the transcript with messages completed since the last read.
+
+        Only new rows and only the columns needed cross from the database: a long discussion stays cheap.
+        """
+        rows = s.execute(
+            select(Message.seq, Message.author_name, Message.content, Message.author_kind, Message.participant_id)
+            .where(
+                Message.discussion_id == self.discussion_id,
+                Message.status == MessageStatus.COMPLETE,
+                Message.seq > self._transcript_seq,  # type: ignore[operator]
+            )
+            .order_by(Message.seq)  # type: ignore[arg-type]
+        ).all()
+        for seq, author, content, kind, pid in rows:
+            self._transcript.append((seq, author, content, "agent" if kind == ParticipantKind.AGENT else "human", pid))
+            self._transcript_seq = seq
+
+    def _budget_exceeded(self, s) -> str | None:
+        """Why the next call must not start (a budget is used up), or None. Checked before every call."""
+        budget_tokens, budget_usd = s.execute(
+            select(Discussion.budget_tokens, Discussion.budget_usd).where(Discussion.id == self.discussion_id)  # type: ignore[arg-type]
+        ).one()
+        if budget_tokens is None and budget_usd is None:
+            return None
+        tokens, cost = s.execute(
+            select(
+                func.coalesce(func.sum(Message.input_tokens + Message.output_tokens), 0),
+                func.coalesce(func.sum(Message.cost_usd), 0.0),
+            ).where(Message.discussion_id == self.discussion_id)
+        ).one()
+        if budget_tokens is not None and tokens >= budget_tokens:
+            return (
+                f"Paused: the token budget is used up ({tokens:,} of {budget_tokens:,} tokens). "
+                "Raise the budget and press Run Agents to continue."
+            )
+        if budget_usd is not None and cost >= budget_usd:
+            return (
+                f"Paused: the cost budget is used up (${cost:.4f} of ${budget_usd:.2f}). "
+                "Raise the budget and press Run Agents to continue."
+            )
+        return None
+
+    def _close_turn(self, message_id: int, event: TurnCompleted | TurnFailed, **values) -> TurnCompleted | TurnFailed:
+        """Write the turn's outcome and its event in one transaction (one seq bump, one row update)."""
+        with session_scope() as s:
+            seq = next_seq(s, self.discussion_id)
+            s.execute(
+                update(Message)
+                .where(Message.id == message_id)  # type: ignore[arg-type]
+                .values(seq=seq, completed_at=utcnow(), **values)
+            )
+            return append_event(s, event, seq=seq)  # type: ignore[return-value]
 
     def _finish_turn(
         self, message_id: int, start_seq: int, agent: Participant, completion: Completion, latency_ms: int
     ) -> TurnCompleted:
+        assert agent.id is not None
         cost = pricing.cost_usd(agent.provider or "", agent.model or "", completion.usage)
-        with session_scope() as s:
-            message = s.get(Message, message_id)
-            assert message is not None and agent.id is not None
-            message.content = completion.text
-            message.status = MessageStatus.COMPLETE
-            message.input_tokens = completion.usage.input_tokens
-            message.output_tokens = completion.usage.output_tokens
-            message.cached_tokens = completion.usage.cached_tokens
-            message.tokens_estimated = completion.usage.estimated
-            message.cost_usd = cost
-            message.latency_ms = latency_ms
-            message.finish_reason = completion.finish_reason
-            message.completed_at = utcnow()
-            event = append_event(
-                s,
-                TurnCompleted(
-                    discussion_id=self.discussion_id,
-                    message_id=message_id,
-                    participant_id=agent.id,
-                    start_seq=start_seq,
-                    content=completion.text,
-                    input_tokens=message.input_tokens,
-                    output_tokens=message.output_tokens,
-                    cost_usd=cost,
-                    latency_ms=latency_ms,
-                    finish_reason=completion.finish_reason,
-                ),
-            )
-            message.seq = event.seq
-            s.add(message)
-        return event
+        usage = completion.usage
+        event = TurnCompleted(
+            discussion_id=self.discussion_id,
+            message_id=message_id,
+            participant_id=agent.id,
+            start_seq=start_seq,
+            content=completion.text,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=cost,
+            latency_ms=latency_ms,
+            finish_reason=completion.finish_reason,
+        )
+        return self._close_turn(  # type: ignore[return-value]
+            message_id,
+            event,
+            content=completion.text,
+            status=MessageStatus.COMPLETE,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_tokens=usage.cached_tokens,
+            tokens_estimated=usage.estimated,
+            cost_usd=cost,
+            latency_ms=latency_ms,
+            finish_reason=completion.finish_reason,
+        )
 
     def _fail_turn(
         self, message_id: int, start_seq: int, agent: Participant, error: ProviderError, partial: str, latency_ms: int
     ) -> TurnFailed:
-        with session_scope() as s:
-            message = s.get(Message, message_id)
-            assert message is not None and agent.id is not None
-            message.status = MessageStatus.FAILED
-            message.content = partial
-            message.error_kind = error.kind.value
-            message.error_message = error.message
-            message.latency_ms = latency_ms
-            message.completed_at = utcnow()
-            event = append_event(
-                s,
-                TurnFailed(
-                    discussion_id=self.discussion_id,
-                    message_id=message_id,
-                    participant_id=agent.id,
-                    start_seq=start_seq,
-                    error_kind=error.kind.value,
-                    error_message=error.message,
-                    partial_content=partial,
-                ),
-            )
-            message.seq = event.seq
-            s.add(message)
-        return event
+        assert agent.id is not None
+        event = TurnFailed(
+            discussion_id=self.discussion_id,
+            message_id=message_id,
+            participant_id=agent.id,
+            start_seq=start_seq,
+            error_kind=error.kind.value,
+            error_message=error.message,
+            partial_content=partial,
+        )
+        return self._close_turn(  # type: ignore[return-value]
+            message_id,
+            event,
+            content=partial,
+            status=MessageStatus.FAILED,
+            error_kind=error.kind.value,
+            error_message=error.message,
+            latency_ms=latency_ms,
+        )
 
     def _finish(self, agents: list[Participant]) -> DiscussionFinished | None:
         with session_scope() as s:
@@ -362,8 +385,8 @@ class Engine:
         if isinstance(started_turn, DiscussionPaused):
             await self.bus.publish(started_turn)
             return started_turn
-        message, started, transcript = started_turn
-        assert message.id is not None and agent.id is not None
+        message_id, started, transcript = started_turn
+        assert agent.id is not None
         await self.bus.publish(started)
         live = LiveTurn(start_seq=started.seq, participant_id=agent.id, author_name=agent.name)
         self.live[started.seq] = live
@@ -408,21 +431,21 @@ class Engine:
                 ErrorKind.TIMEOUT,
                 f"No complete reply within {settings.hard_deadline_s:.0f} s, so the call was cancelled.",
             )
-            await self._record_failure(message.id, started.seq, agent, error, live, t0)
+            await self._record_failure(message_id, started.seq, agent, error, live, t0)
             return None
         except ProviderError as error:
-            await self._record_failure(message.id, started.seq, agent, error, live, t0)
+            await self._record_failure(message_id, started.seq, agent, error, live, t0)
             return None
         except Exception as exc:  # a bug or an SDK surprise must not kill the discussion
             log.exception("discussion %s: unexpected error in %s's turn", self.discussion_id, agent.name)
             error = ProviderError(ErrorKind.SERVER, f"Unexpected error: {type(exc).__name__}: {exc}")
-            await self._record_failure(message.id, started.seq, agent, error, live, t0)
+            await self._record_failure(message_id, started.seq, agent, error, live, t0)
             return None
         finally:
             retry_policy.on_retry.reset(token)
             slow_watch.cancel()
         latency = int((time.monotonic() - t0) * 1000)
-        done = await run_db(self._finish_turn, message.id, started.seq, agent, completion, latency)
+        done = await run_db(self._finish_turn, message_id, started.seq, agent, completion, latency)
         self.live.pop(started.seq, None)
         self.totals.turns += 1
         self.totals.tokens += completion.usage.input_tokens + completion.usage.output_tokens

@@ -18,12 +18,15 @@ from backend.events.bus import get_bus
 from backend.events.follower import Batch, Follower
 from backend.events.schema import (
     DiscussionFinished,
+    DiscussionPaused,
     HumanMessagePosted,
     RoomEvent,
     RunStarted,
     TurnCompleted,
     TurnFailed,
+    TurnRetryRequested,
     TurnStarted,
+    TurnStatus,
 )
 from backend.orchestrator.runner import get_runner
 from backend.providers.offline import OFFLINE_HINT
@@ -43,12 +46,13 @@ class AgentRow(TypedDict):
     provider_label: str
     model: str
     offline: bool
-    status: str  # idle | thinking | streaming | done | error
+    status: str  # idle | queued | thinking | streaming | slow | retrying | done | failed
     elapsed: int
     tokens: int
     cost: str
     latency: str
     error: str
+    detail: str
 
 
 class MessageRow(TypedDict):
@@ -59,7 +63,7 @@ class MessageRow(TypedDict):
     model: str
     round: int
     content: str
-    status: str  # complete | failed
+    status: str  # complete | failed | queued (a retry was asked for)
     error: str
     meta: str
 
@@ -99,6 +103,9 @@ class RoomState(rx.State):
     draft: str = ""
     notice: str = ""
     posting: bool = False
+    pause_reason: str = ""
+    budget_tokens: str = ""
+    budget_usd: str = ""
     my_name: str = rx.LocalStorage("", name="maestro_name")
     offline_hint: str = OFFLINE_HINT
 
@@ -112,13 +119,15 @@ class RoomState(rx.State):
 
     @rx.var
     def can_run(self) -> bool:
-        return self.status in ("draft", "running") and not any(
-            a["status"] in ("thinking", "streaming") for a in self.agents
-        )
+        return self.status in ("draft", "paused")
 
     @rx.var
     def is_running(self) -> bool:
         return self.status == "running"
+
+    @rx.var
+    def is_paused(self) -> bool:
+        return self.status == "paused"
 
     # --- loading and following ---------------------------------------------------------------------
 
@@ -151,11 +160,15 @@ class RoomState(rx.State):
                 cost=_money(0),
                 latency="",
                 error="",
+                detail="",
             )
             for p in participants
             if p.kind == "agent"
         ]
         self.humans = [p.name for p in participants if p.kind == "human"]
+        self.pause_reason = discussion.pause_reason or ""
+        self.budget_tokens = str(discussion.budget_tokens or "")
+        self.budget_usd = f"{discussion.budget_usd:g}" if discussion.budget_usd else ""
         self.messages, self.streams = [], []
         self.total_tokens, self.total_cost, self.notice = 0, _money(0), ""
         self._started_at, self._cost = {}, {}
@@ -199,14 +212,15 @@ class RoomState(rx.State):
             key = f"t{start_seq}"
             live._put(key, start, text)
             for agent in self.agents:
-                if agent["status"] == "thinking" and any(
+                if agent["status"] in ("thinking", "retrying") and any(
                     s["key"] == key and s["author"] == agent["name"] for s in self.streams
                 ):
                     agent["status"] = "streaming"
         now = time.monotonic()
         for agent in self.agents:
             started = self._started_at.get(agent["id"])
-            if started is not None:
+            # Write only when the second changes: any write re-sends every agent row to the page.
+            if started is not None and agent["elapsed"] != int(now - started):
                 agent["elapsed"] = int(now - started)
 
     def _agent(self, participant_id: int) -> AgentRow | None:
@@ -215,10 +229,31 @@ class RoomState(rx.State):
     def _apply_event(self, event: RoomEvent, live: LiveState) -> None:
         if isinstance(event, RunStarted):
             self.status = "running"
+            self.pause_reason = ""
+            for agent in self.agents:
+                if agent["status"] == "idle":
+                    agent["status"] = "queued"
+        elif isinstance(event, TurnStatus):
+            agent = self._agent(event.participant_id)
+            if agent and any(s["key"] == f"t{event.start_seq}" for s in self.streams):
+                agent["status"], agent["detail"] = event.status, event.detail
+        elif isinstance(event, TurnRetryRequested):
+            for row in self.messages:
+                if row["id"] == event.message_id:
+                    row["status"] = "queued"
+            agent = self._agent(event.participant_id)
+            if agent:
+                agent["status"], agent["error"] = "queued", ""
+        elif isinstance(event, DiscussionPaused):
+            self.status = "paused"
+            self.pause_reason = event.reason
+            self.streams = []
+            live._clear()
+            self._started_at = {}
         elif isinstance(event, TurnStarted):
             agent = self._agent(event.participant_id)
             if agent:
-                agent["status"], agent["error"], agent["elapsed"] = "thinking", "", 0
+                agent["status"], agent["error"], agent["elapsed"], agent["detail"] = "thinking", "", 0, ""
                 self._started_at[event.participant_id] = time.monotonic()
             self.streams = [s for s in self.streams if s["author"] != event.author_name] + [
                 StreamRow(
@@ -254,7 +289,7 @@ class RoomState(rx.State):
                     f"{event.output_tokens} tokens · {event.latency_ms / 1000:.1f}s · {_money(event.cost_usd)}"
                 )
                 if agent:
-                    agent["status"] = "done"
+                    agent["status"], agent["detail"] = "done", ""
                     agent["tokens"] += event.input_tokens + event.output_tokens
                     self._cost[agent["id"]] = self._cost.get(agent["id"], 0.0) + event.cost_usd
                     agent["cost"] = _money(self._cost[agent["id"]])
@@ -266,7 +301,7 @@ class RoomState(rx.State):
                 row["status"] = "failed"
                 row["error"] = f"{event.error_kind}: {event.error_message}"
                 if agent:
-                    agent["status"] = "error"
+                    agent["status"], agent["detail"] = "failed", ""
                     agent["error"] = event.error_message
             self._upsert(row)
         elif isinstance(event, HumanMessagePosted):
@@ -292,7 +327,7 @@ class RoomState(rx.State):
             live._clear()
             self._started_at = {}
             for agent in self.agents:
-                if agent["status"] in ("thinking", "streaming"):
+                if agent["status"] in ("queued", "thinking", "streaming", "slow", "retrying"):
                     agent["status"] = "idle"
 
     def _upsert(self, row: MessageRow) -> None:
@@ -315,6 +350,33 @@ class RoomState(rx.State):
             return
         if problem:
             self.notice = problem
+
+    @rx.event
+    async def retry_message(self, message_id: int):
+        """Run one failed agent turn again, alone."""
+        self.notice = ""
+        try:
+            await room.retry_turn(discussion_id=self._did, message_id=message_id, requested_by=self.my_name)
+        except (InputError, NotFound) as err:
+            self.notice = str(err)
+
+    @rx.event
+    async def save_budget(self, form: dict):
+        """Set the token and cost budgets (empty = no limit)."""
+        self.notice = ""
+        try:
+            tokens = int(form["budget_tokens"]) if str(form.get("budget_tokens", "")).strip() else None
+            usd = float(form["budget_usd"]) if str(form.get("budget_usd", "")).strip() else None
+        except ValueError:
+            self.notice = "Budgets must be numbers: tokens as a whole number, cost in dollars."
+            return
+        try:
+            await room.set_budget(discussion_id=self._did, budget_tokens=tokens, budget_usd=usd)
+        except InputError as err:
+            self.notice = "; ".join(err.errors.values())
+            return
+        self.budget_tokens = str(tokens or "")
+        self.budget_usd = f"{usd:g}" if usd else ""
 
     @rx.event
     def set_draft(self, value: str):
