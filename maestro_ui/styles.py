@@ -4,12 +4,15 @@ PAGE = {"width": "100%", "max_width": "1100px", "margin_x": "auto", "padding": [
 
 STATUS_COLOR = {
     "idle": "gray",
+    "queued": "gray",
     "thinking": "amber",
     "streaming": "blue",
+    "slow": "orange",
+    "retrying": "orange",
     "done": "green",
-    "error": "red",
+    "failed": "red",
+    "paused": "orange",
     "draft": "gray",
     "running": "blue",
     "completed": "green",
-    "failed": "red",
 }

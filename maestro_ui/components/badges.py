@@ -24,7 +24,7 @@ def provider_badge(label: rx.Var[str], model: rx.Var[str]) -> rx.Component:
         rx.text(
             model, size="1", color_scheme="gray", overflow="hidden", text_overflow="ellipsis", white_space="nowrap"
         ),
-        gap="1",
+        spacing="1",
         align="center",
         min_width="0",
         max_width="100%",

@@ -39,7 +39,7 @@ def composer() -> rx.Component:
                     loading=RoomState.posting,
                     disabled=RoomState.posting,
                 ),
-                gap="2",
+                spacing="2",
                 direction=rx.breakpoints(initial="column", sm="row"),
                 align=rx.breakpoints(initial="stretch", sm="end"),
                 width="100%",

@@ -17,8 +17,12 @@ def _agent(a: AgentRow) -> rx.Component:
                 rx.spacer(),
                 status_badge(a["status"], class_name="agent-status"),
                 rx.cond(
-                    (a["status"] == "thinking") | (a["status"] == "streaming"),
+                    (a["status"] == "thinking")
+                    | (a["status"] == "streaming")
+                    | (a["status"] == "slow")
+                    | (a["status"] == "retrying"),
                     rx.text(a["elapsed"], "s", size="1", class_name="elapsed"),
+                    rx.cond(a["status"] == "done", rx.text(a["latency"], size="1", class_name="duration")),
                 ),
                 align="center",
                 width="100%",
@@ -37,7 +41,10 @@ def _agent(a: AgentRow) -> rx.Component:
                 size="1",
                 color_scheme="gray",
             ),
-            rx.cond(a["error"] != "", rx.text(a["error"], size="1", color_scheme="red")),
+            rx.cond(
+                a["detail"] != "", rx.text(a["detail"], size="1", color_scheme="orange", class_name="agent-detail")
+            ),
+            rx.cond(a["error"] != "", rx.text(a["error"], size="1", color_scheme="red", class_name="agent-error")),
             spacing="1",
             width="100%",
         ),
@@ -59,7 +66,7 @@ def participant_list() -> rx.Component:
         rx.flex(
             rx.foreach(RoomState.agents, _agent),
             direction=rx.breakpoints(initial="row", md="column"),
-            gap="2",
+            spacing="2",
             overflow_x="auto",
             width="100%",
             padding_bottom="4px",
@@ -69,7 +76,7 @@ def participant_list() -> rx.Component:
                 RoomState.humans,
                 lambda h: rx.badge(rx.icon("user", size=12), h, variant="soft", color_scheme="gray"),
             ),
-            gap="1",
+            spacing="1",
             wrap="wrap",
         ),
         rx.text(

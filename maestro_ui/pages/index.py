@@ -25,6 +25,8 @@ class DiscussionsState(rx.State):
     """Newest discussions first."""
 
     rows: list[DiscussionRow] = []
+    # False until the first load finished: until then the page must not claim "No discussions yet".
+    loaded: bool = False
 
     @rx.event
     async def load(self):
@@ -35,6 +37,7 @@ class DiscussionsState(rx.State):
             )
             for d in await run_db(list_discussions)
         ]
+        self.loaded = True
 
 
 def _row(r: DiscussionRow) -> rx.Component:
@@ -45,10 +48,10 @@ def _row(r: DiscussionRow) -> rx.Component:
                 rx.flex(
                     status_badge(r["status"]),
                     rx.text(r["agents"], " agents · ", r["messages"], " messages", size="1", color_scheme="gray"),
-                    gap="2",
+                    spacing="2",
                     align="center",
                 ),
-                gap="2",
+                spacing="2",
                 direction=rx.breakpoints(initial="column", sm="row"),
                 align=rx.breakpoints(initial="start", sm="center"),
             ),
@@ -75,7 +78,11 @@ def index_page() -> rx.Component:
             rx.cond(
                 DiscussionsState.rows.length() > 0,
                 rx.vstack(rx.foreach(DiscussionsState.rows, _row), width="100%", spacing="2", id="discussion-list"),
-                rx.callout("No discussions yet — start one with “New discussion”.", icon="info", id="empty-list"),
+                rx.cond(
+                    DiscussionsState.loaded,
+                    rx.callout("No discussions yet — start one with “New discussion”.", icon="info", id="empty-list"),
+                    rx.spinner(size="3", id="list-loading"),
+                ),
             ),
             width="100%",
             spacing="3",

@@ -34,6 +34,8 @@ class NewDiscussionState(rx.State):
 
     topic: str = ""
     rounds: str = "2"
+    budget_tokens: str = ""
+    budget_usd: str = ""
     agents: list[AgentDraft] = []
     personas: list[Option] = []
     providers: list[Option] = []
@@ -66,6 +68,16 @@ class NewDiscussionState(rx.State):
     def set_rounds(self, value: str):
         """Keep the number of rounds."""
         self.rounds = value
+
+    @rx.event
+    def set_budget_tokens(self, value: str):
+        """Keep the token budget."""
+        self.budget_tokens = value
+
+    @rx.event
+    def set_budget_usd(self, value: str):
+        """Keep the cost budget."""
+        self.budget_usd = value
 
     @rx.event
     def set_agent_field(self, index: int, field: str, value: str):
@@ -101,6 +113,12 @@ class NewDiscussionState(rx.State):
         except ValueError:
             self.errors = {"rounds": "Rounds must be a whole number."}
             return
+        try:
+            budget_tokens = int(self.budget_tokens) if self.budget_tokens.strip() else None
+            budget_usd = float(self.budget_usd) if self.budget_usd.strip() else None
+        except ValueError:
+            self.errors = {"budget_tokens": "Budgets must be numbers: tokens as a whole number, cost in dollars."}
+            return
         specs = [
             AgentSpec(
                 persona_key=a["persona"],
@@ -114,7 +132,14 @@ class NewDiscussionState(rx.State):
         yield
         try:
             discussion = await run_db(
-                lambda: create_discussion(topic=self.topic, agents=specs, rounds=rounds, created_by="Host")
+                lambda: create_discussion(
+                    topic=self.topic,
+                    agents=specs,
+                    rounds=rounds,
+                    created_by="Host",
+                    budget_tokens=budget_tokens,
+                    budget_usd=budget_usd,
+                )
             )
         except InputError as err:
             self.errors = err.errors
@@ -184,7 +209,7 @@ def _agent_row(a: AgentDraft, i: rx.Var[int]) -> rx.Component:
                     ),
                 ),
                 direction=rx.breakpoints(initial="column", sm="row"),
-                gap="2",
+                spacing="2",
                 width="100%",
                 wrap="wrap",
             ),
@@ -245,6 +270,34 @@ def new_page() -> rx.Component:
                 align="center",
             ),
             _error("rounds"),
+            rx.flex(
+                rx.text("Budget", weight="bold", size="2"),
+                rx.input(
+                    value=NewDiscussionState.budget_tokens,
+                    on_change=NewDiscussionState.set_budget_tokens,
+                    placeholder="max tokens",
+                    type="number",
+                    min="1",
+                    width="140px",
+                    id="budget-tokens-input",
+                ),
+                rx.input(
+                    value=NewDiscussionState.budget_usd,
+                    on_change=NewDiscussionState.set_budget_usd,
+                    placeholder="max $",
+                    type="number",
+                    step="0.01",
+                    min="0",
+                    width="110px",
+                    id="budget-usd-input",
+                ),
+                rx.text("The discussion pauses itself when one is used up.", size="1", color_scheme="gray"),
+                spacing="2",
+                align="center",
+                wrap="wrap",
+            ),
+            _error("budget_tokens"),
+            _error("budget_usd"),
             rx.button(
                 "Create discussion",
                 on_click=NewDiscussionState.create,

@@ -17,13 +17,17 @@ def _header() -> rx.Component:
     return rx.vstack(
         rx.flex(
             rx.heading(RoomState.topic, size="6", id="room-topic", word_break="break-word"),
-            gap="2",
+            spacing="2",
             align="center",
             wrap="wrap",
         ),
         rx.flex(
             status_badge(RoomState.status, id="room-status", size="2"),
-            rx.text(RoomState.rounds, " rounds · round-robin", size="2", color_scheme="gray"),
+            rx.text(
+                RoomState.rounds, rx.cond(RoomState.rounds == 1, " round", " rounds"), " · round-robin",
+                size="2",
+                color_scheme="gray",
+            ),
             rx.spacer(),
             rx.button(
                 rx.cond(RoomState.is_running, rx.spinner(size="2"), rx.icon("play", size=16)),
@@ -33,7 +37,7 @@ def _header() -> rx.Component:
                 id="run-agents",
                 size="3",
             ),
-            gap="3",
+            spacing="3",
             align="center",
             wrap="wrap",
             width="100%",
@@ -48,6 +52,43 @@ def _header() -> rx.Component:
         ),
         width="100%",
         spacing="2",
+    )
+
+
+def _paused() -> rx.Component:
+    """Why the discussion paused, and the budgets to raise before pressing Run Agents again."""
+    return rx.callout(
+        rx.vstack(
+            rx.text(RoomState.pause_reason, id="pause-reason"),
+            rx.form(
+                rx.flex(
+                    rx.input(
+                        name="budget_tokens",
+                        placeholder="Token budget",
+                        default_value=RoomState.budget_tokens,
+                        type="number",
+                        min="1",
+                    ),
+                    rx.input(
+                        name="budget_usd",
+                        placeholder="Cost budget ($)",
+                        default_value=RoomState.budget_usd,
+                        type="number",
+                        step="0.01",
+                        min="0",
+                    ),
+                    rx.button("Save budget", type="submit", size="2", variant="soft", id="save-budget"),
+                    spacing="2",
+                    wrap="wrap",
+                ),
+                on_submit=RoomState.save_budget,
+                reset_on_submit=False,
+            ),
+            spacing="2",
+        ),
+        icon="pause",
+        color_scheme="orange",
+        id="paused",
     )
 
 
@@ -72,7 +113,7 @@ def room_page() -> rx.Component:
                     rx.box(participant_list(), width=rx.breakpoints(initial="100%", md="260px"), flex_shrink="0"),
                     rx.vstack(_discussion_view(), composer(), width="100%", spacing="3", min_width="0"),
                     direction=rx.breakpoints(initial="column", md="row"),
-                    gap="4",
+                    spacing="4",
                     width="100%",
                 ),
                 spacing="4",

@@ -1,0 +1,196 @@
+"""Page-level helpers for the e2e tests: fill the /new form, open a room, read a transcript, watch streams."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from playwright.sync_api import BrowserContext, Page, expect
+
+ROOM_URL = re.compile(r"/room/(\d+)/?$")
+TURN_TIMEOUT_MS = 240_000  # one offline turn on a loaded two-core box can take ~40 s; leave lots of room
+
+
+@dataclass(frozen=True)
+class Agent:
+    """One agent row of the /new form. `provider` is matched against the option's visible label."""
+
+    provider: str = "offline"
+    model: str | None = None  # None = keep what the form puts there
+    base_url: str | None = None
+
+
+PROVIDER_OPTION = {
+    "offline": re.compile(r"^SmolLM2"),
+    "openai_compatible": re.compile(r"^OpenAI-compatible"),
+}
+
+
+def settle_input(page: Page) -> None:
+    """Reflex inputs are debounced (300 ms); blurring flushes the pending change to the server."""
+    page.keyboard.press("Tab")
+
+
+def fill(page: Page, locator, value: str) -> None:
+    locator.fill(value)
+    locator.press("Tab")  # blur: DebounceInput notifies immediately
+
+
+def open_new_form(page: Page) -> None:
+    page.goto("/new")
+    # on_load fills the default team once the page is hydrated and connected
+    expect(page.locator(".agent-draft").first).to_be_visible()
+
+
+def set_agent_count(page: Page, n: int) -> None:
+    cards = page.locator(".agent-draft")
+    while cards.count() > n:
+        before = cards.count()
+        cards.nth(before - 1).get_by_role("button", name="Remove agent").click()
+        expect(cards).to_have_count(before - 1)
+    while cards.count() < n:
+        before = cards.count()
+        page.click("#add-agent")
+        expect(cards).to_have_count(before + 1)
+
+
+def configure_agent(page: Page, index: int, agent: Agent) -> None:
+    card = page.locator(".agent-draft").nth(index)
+    provider_trigger = card.locator(".rt-SelectTrigger").nth(1)
+    if agent.provider != "offline" or not provider_trigger.inner_text().startswith("SmolLM2"):
+        provider_trigger.click()
+        page.get_by_role("option", name=PROVIDER_OPTION[agent.provider]).click()
+        expect(page.get_by_role("listbox")).to_have_count(0)
+    if agent.provider == "openai_compatible":
+        expect(card.locator(".agent-base-url")).to_be_visible()
+    if agent.model is not None:
+        fill(page, card.locator(".agent-model input"), agent.model)
+    if agent.base_url is not None:
+        fill(page, card.locator(".agent-base-url input"), agent.base_url)
+
+
+def fill_new_form(page: Page, topic: str, agents: list[Agent], rounds: int | str = 1) -> None:
+    open_new_form(page)
+    fill(page, page.locator("#topic-input"), topic)
+    set_agent_count(page, len(agents))
+    for i, agent in enumerate(agents):
+        configure_agent(page, i, agent)
+    fill(page, page.locator("#rounds-input"), str(rounds))
+
+
+def create_discussion(page: Page, topic: str, agents: list[Agent], rounds: int = 1) -> str:
+    """Create a discussion through the /new form; returns the room's path (/room/<id>) once the page is there."""
+    fill_new_form(page, topic, agents, rounds)
+    page.click("#create-btn")
+    page.wait_for_url(ROOM_URL)
+    wait_room_loaded(page, topic)
+    return "/room/" + ROOM_URL.search(page.url).group(1)
+
+
+def wait_room_loaded(page: Page, topic: str | None = None) -> None:
+    """The room's header and at least the host's question are on screen (the follower replayed the log)."""
+    if topic is not None:
+        expect(page.locator("#room-topic")).to_have_text(topic)
+    else:
+        expect(page.locator("#room-topic")).not_to_be_empty()
+    expect(page.locator("#room-status")).to_have_text(re.compile(r"^[a-z]+$"))  # draft, running, completed…
+    expect(page.locator("#discussion .message").first).to_be_visible()
+
+
+def open_room(ctx: BrowserContext, path: str, topic: str | None = None) -> Page:
+    page = ctx.new_page()
+    page.goto(path)
+    wait_room_loaded(page, topic)
+    return page
+
+
+def transcript(page: Page) -> list[tuple[str, str]]:
+    """(author, text) of every finished message card, in order."""
+    return [tuple(row) for row in page.eval_on_selector_all("#discussion .message", _TRANSCRIPT_JS)]
+
+
+def message_classes(page: Page) -> list[str]:
+    return page.eval_on_selector_all(
+        "#discussion .message",
+        "els => els.map(e => ['human','agent','complete','failed'].filter(c => e.classList.contains(c)).join(' '))",
+    )
+
+
+_TRANSCRIPT_JS = """
+els => els.map(e => [
+  (e.querySelector('.rt-r-weight-bold') || {innerText: ''}).innerText.trim(),
+  (e.querySelector('.msg-body') || {innerText: ''}).innerText.trim(),
+])
+"""
+
+
+def wait_finished(page: Page, status: str = "completed", messages: int | None = None) -> None:
+    """The discussion is over on this page: final status, no turn in flight, and (optionally) N message cards."""
+    expect(page.locator("#room-status")).to_have_text(status, timeout=TURN_TIMEOUT_MS)
+    expect(page.locator("#discussion .streaming")).to_have_count(0)
+    if messages is not None:
+        expect(page.locator("#discussion .message")).to_have_count(messages)
+
+
+# Records every distinct data-len of every .stream-text, per stream key, as the page sees it (a
+# MutationObserver, so nothing is missed between two polls). Installed as an init script: survives reloads.
+STREAM_RECORDER_JS = """
+(() => {
+  window.__streamLens = {};
+  const record = () => {
+    for (const el of document.querySelectorAll('.stream-text')) {
+      const key = el.dataset.streamKey || '?';
+      const n = Number(el.dataset.len || 0);
+      const seen = (window.__streamLens[key] = window.__streamLens[key] || []);
+      if (seen[seen.length - 1] !== n) seen.push(n);
+    }
+  };
+  new MutationObserver(record).observe(document, {
+    subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ['data-len'],
+  });
+})();
+"""
+
+
+def stream_lengths(page: Page) -> dict[str, list[int]]:
+    return page.evaluate("() => window.__streamLens || {}")
+
+
+def saw_live_growth(lens: dict[str, list[int]]) -> bool:
+    """Some stream was seen with at least two different non-zero lengths, growing."""
+    for seq in lens.values():
+        positive = [n for n in seq if n > 0]
+        if len(set(positive)) >= 2 and max(positive) > positive[0]:
+            return True
+    return False
+
+
+def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.2):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def discussion_rows(ctx: BrowserContext) -> list[tuple[str, str]]:
+    """(href, topic) of every row on the discussions list, read by a fresh page once its on_load finished.
+
+    Use a context that has not opened "/" before: Reflex keeps a tab's state across navigations, so a second
+    visit would show the previous (stale) list until its on_load lands.
+    """
+    page = ctx.new_page()
+    page.goto("/")
+    expect(page.locator("#discussion-list, #empty-list").first).to_be_visible()
+    rows = [
+        tuple(r)
+        for r in page.eval_on_selector_all(
+            ".discussion-row", "els => els.map(e => [e.getAttribute('href'), e.innerText.split('\\n')[0].trim()])"
+        )
+    ]
+    page.close()
+    return rows
