@@ -267,6 +267,12 @@ def register_provider(name: str, factory: ProviderFactory | ModelProvider) -> No
             del _instances[key]
 
 
+def is_registered(name: str) -> bool:
+    """Whether `name` is served by a provider plugged in with `register_provider` (in-process, no vendor)."""
+    with _lock:
+        return name in _custom
+
+
 def unregister_provider(name: str) -> None:
     """Undo `register_provider` (the built-in of that name, if any, is used again)."""
     with _lock:

@@ -4,6 +4,7 @@ A server replays a script, one `Reply` per incoming request in order ("429 then 
 `[S.rate_limit(retry_after=1), S.ok(["Hi"])]`), and records every request it received so tests can check
 retry counts, headers and how the request body was laid out. Streams use chunked transfer encoding, as
 the real APIs do over HTTP/1.1, and every piece is its own TCP write so the SDKs' decoders see real splits.
+GET requests (the model lists the preflight check reads) are scripted and recorded the same way.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Reply:
     pieces: tuple[bytes, ...] = ()  # a streamed body, one TCP write per piece
     cut: Cut | None = None  # stop the stream early, this way
     stall: float = 0.0  # wait this long after the pieces (to trip read timeouts)
+    delay: float = 0.0  # wait this long before sending anything at all (a server that hangs)
 
 
 @dataclass(frozen=True)
@@ -113,9 +115,15 @@ class _Handler(BaseHTTPRequestHandler):
         """Keep test output quiet."""
 
     def do_POST(self) -> None:
+        self._record_and_reply("POST")
+
+    def do_GET(self) -> None:
+        self._record_and_reply("GET")
+
+    def _record_and_reply(self, method: str) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         recorded = RecordedRequest(
-            method="POST",
+            method=method,
             path=self.path,
             headers={k.lower(): v for k, v in self.headers.items()},
             body=json.loads(raw) if raw else None,
@@ -125,6 +133,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, reply: Reply) -> None:
         self.close_connection = True
+        if reply.delay:
+            time.sleep(reply.delay)
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.send_response(reply.status)
         for name, value in reply.headers.items():
@@ -190,7 +200,11 @@ def _streamed(pieces: Sequence[bytes], *, cut: Cut | None = None, stall: float =
     return Reply(headers={"Content-Type": "text/event-stream"}, pieces=tuple(pieces), cut=cut, stall=stall)
 
 
-# Anthropic: POST /v1/messages
+def _hang(seconds: float) -> Reply:
+    return Reply(delay=seconds, headers={"Content-Type": "application/json"}, body=b"{}")
+
+
+# Anthropic: POST /v1/messages, GET /v1/models
 
 
 def _anthropic_event(data: dict[str, Any]) -> bytes:
@@ -201,6 +215,21 @@ class AnthropicScript:
     """Replies in the shape of Anthropic's streaming Messages API."""
 
     route = r"/v1/messages"
+    models_route = r"/v1/models(\?.*)?"
+
+    @staticmethod
+    def models(ids: Sequence[str] = ("claude-test",)) -> Reply:
+        """One page of GET /v1/models."""
+        data = [{"type": "model", "id": i, "display_name": i, "created_at": "2025-01-01T00:00:00Z"} for i in ids]
+        body = {
+            "data": data,
+            "has_more": False,
+            "first_id": ids[0] if ids else None,
+            "last_id": ids[-1] if ids else None,
+        }
+        return Reply(headers={"Content-Type": "application/json"}, body=_json(body))
+
+    hang = staticmethod(_hang)
 
     @staticmethod
     def events(
@@ -298,7 +327,7 @@ class AnthropicScript:
         return cls.error(404, "not_found_error", f"model: {model}")
 
 
-# OpenAI: POST /v1/chat/completions
+# OpenAI: POST /v1/chat/completions, GET /v1/models
 
 
 def _openai_event(data: dict[str, Any] | str) -> bytes:
@@ -309,6 +338,15 @@ class OpenAIScript:
     """Replies in the shape of OpenAI's streaming Chat Completions API (and the servers that copy it)."""
 
     route = r"/v1/chat/completions"
+    models_route = r"/v1/models"
+
+    @staticmethod
+    def models(ids: Sequence[str] = ("gpt-test",)) -> Reply:
+        """GET /v1/models (the whole list: OpenAI's has no paging)."""
+        data = [{"id": i, "object": "model", "created": 1_700_000_000, "owned_by": "test"} for i in ids]
+        return Reply(headers={"Content-Type": "application/json"}, body=_json({"object": "list", "data": data}))
+
+    hang = staticmethod(_hang)
 
     @staticmethod
     def events(
@@ -415,7 +453,7 @@ class OpenAIScript:
         )
 
 
-# Gemini: POST /v1beta/models/{model}:streamGenerateContent?alt=sse
+# Gemini: POST /v1beta/models/{model}:streamGenerateContent?alt=sse, GET /v1beta/models?pageSize=n
 
 
 def _gemini_event(data: dict[str, Any]) -> bytes:
@@ -426,6 +464,17 @@ class GeminiScript:
     """Replies in the shape of the Gemini API's `streamGenerateContent` with `alt=sse`."""
 
     route = r"/v1beta/models/[^/:]+:streamGenerateContent\?alt=sse"
+    models_route = r"/v1beta/models(\?.*)?"
+
+    @staticmethod
+    def models(ids: Sequence[str] = ("gemini-test",)) -> Reply:
+        """One page of GET /v1beta/models."""
+        data = [
+            {"name": f"models/{i}", "displayName": i, "supportedGenerationMethods": ["generateContent"]} for i in ids
+        ]
+        return Reply(headers={"Content-Type": "application/json"}, body=_json({"models": data}))
+
+    hang = staticmethod(_hang)
 
     @staticmethod
     def events(

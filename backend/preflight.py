@@ -1,0 +1,401 @@
+"""The preflight checklist that gates "Run Agents".
+
+`run_preflight` looks at a discussion and answers, item by item, whether it is ready to run: a topic, at least
+two agents, every provider the agents use reachable with a valid key, a budget (a warning only), and two
+items for features that do not exist yet (votes, must-approve gates), reported as skipped so the checklist
+is honest about them. Every failing item says in one sentence how to fix it.
+
+Reachability is a real but cheap call per distinct (provider, base URL): list one page of models. A missing
+key or a malformed setting is reported without touching the network. Checks run concurrently, each call
+bounded by `timeout_s` with `asyncio.timeout` and made with SDK retries off, so a hanging server costs at
+most `timeout_s` and the whole checklist finishes in about that long. (The first check of a vendor in a
+process also imports its SDK, about a second, in a worker thread and outside that deadline, so a slow
+import is never mistaken for a dead server.) Results are cached in-process per (provider, base URL, key
+fingerprint) for 5 minutes after a success and 30 seconds after a failure; the fingerprint is a truncated
+SHA-256, the key itself is never stored. The cache is a small dict with expiry times, not a dependency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import inspect
+import logging
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from backend.db import run_db
+from backend.models import Discussion, Participant, ParticipantKind
+from backend.providers import errors, registry
+from backend.providers.base import ErrorKind
+from backend.providers.offline import offline_model_problem
+from backend.services.discussions import get_discussion, list_participants
+
+log = logging.getLogger(__name__)
+
+Status = Literal["pass", "fail", "skip"]
+
+DEFAULT_TIMEOUT_S = 4.0
+MIN_AGENTS = 2
+SUCCESS_TTL_S = 300.0
+FAILURE_TTL_S = 30.0
+BUDGET_HINT = "Set a token or cost budget so a runaway discussion pauses itself."
+
+
+@dataclass(frozen=True, slots=True)
+class CheckItem:
+    """One line of the checklist."""
+
+    key: str  # stable id: "topic", "agents", "provider:<name>" or "provider:<name>@<url>", "decision_maker", ...
+    label: str  # what is checked, for people
+    required: bool  # Run Agents stays disabled while a required item does not pass
+    status: Status
+    detail: str  # for a failure: how to fix it, in one sentence; otherwise what was found
+    cached: bool = False  # a reachability result reused from an earlier check (see the TTLs above)
+
+
+@dataclass(frozen=True, slots=True)
+class Preflight:
+    """The whole checklist for one discussion."""
+
+    items: list[CheckItem]
+    score: int  # 0-100: the share of applicable (not skipped) items that pass, rounded
+    ready: bool  # every required item passes
+
+    def item(self, key: str) -> CheckItem:
+        """The item with this key (KeyError if there is none)."""
+        for item in self.items:
+            if item.key == key:
+                return item
+        raise KeyError(key)
+
+
+OnItem = Callable[[CheckItem], Awaitable[None] | None]
+
+
+async def run_preflight(
+    discussion_id: int,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    fresh: bool = False,
+    on_item: OnItem | None = None,
+) -> Preflight:
+    """Check whether discussion `discussion_id` can run, in about `timeout_s` at most (see the module doc).
+
+    `fresh` ignores cached reachability results (a "check again" button). `on_item`, if given, is called
+    (and awaited, if it returns an awaitable) with each item as soon as it is decided, for a progress display;
+    the returned `Preflight` lists the items in a fixed order whatever order they finished in.
+    Raises `NotFound` for an unknown discussion.
+    """
+    discussion, agents = await run_db(_load, discussion_id)
+
+    async def decided(item: CheckItem) -> CheckItem:
+        if on_item is not None:
+            result = on_item(item)
+            if inspect.isawaitable(result):
+                await result
+        return item
+
+    head = [_topic_item(discussion), _agents_item(agents)]
+    tail = [
+        CheckItem("decision_maker", "A decision maker, if a vote is configured", False, "skip", "no vote configured"),
+        CheckItem("approver", "The must-approve person invited", False, "skip", "no approval gate configured"),
+        _budget_item(discussion),
+    ]
+    for item in head + tail:
+        await decided(item)
+
+    async def check(target: _Target) -> CheckItem:
+        return await decided(await _check_target(target, timeout_s, fresh))
+
+    providers = list(await asyncio.gather(*(check(t) for t in _targets(agents))))
+    return summarize(head + providers + tail)
+
+
+def summarize(items: list[CheckItem]) -> Preflight:
+    """Score and readiness of a list of items."""
+    applicable = [i for i in items if i.status != "skip"]
+    passed = sum(i.status == "pass" for i in applicable)
+    score = int(100 * passed / len(applicable) + 0.5) if applicable else 100
+    ready = all(i.status == "pass" for i in items if i.required)
+    return Preflight(items=items, score=score, ready=ready)
+
+
+def clear_preflight_cache() -> None:
+    """Forget every cached reachability result (after keys or servers changed)."""
+    _cache.clear()
+
+
+# -- the discussion's own items ------------------------------------------------------------------------------
+
+
+def _load(discussion_id: int) -> tuple[Discussion, list[Participant]]:
+    discussion = get_discussion(discussion_id)
+    agents = [p for p in list_participants(discussion_id) if p.kind == ParticipantKind.AGENT]
+    return discussion, agents
+
+
+def _topic_item(discussion: Discussion) -> CheckItem:
+    topic = " ".join((discussion.topic or "").split())
+    if not topic:
+        return CheckItem("topic", "Topic set", True, "fail", "Write the question the room should discuss.")
+    shown = topic if len(topic) <= 80 else topic[:79].rstrip() + "…"
+    return CheckItem("topic", "Topic set", True, "pass", f"“{shown}”")
+
+
+def _agents_item(agents: list[Participant]) -> CheckItem:
+    label = "At least two agents"
+    n = len(agents)
+    if n >= MIN_AGENTS:
+        return CheckItem("agents", label, True, "pass", f"{n} agents: {', '.join(a.name for a in agents)}.")
+    missing = MIN_AGENTS - n
+    more = "one more agent" if missing == 1 else f"{missing} agents"
+    return CheckItem(
+        "agents", label, True, "fail", f"Add {more}: a discussion needs at least {MIN_AGENTS} to disagree."
+    )
+
+
+def _budget_item(discussion: Discussion) -> CheckItem:
+    label = "A budget set"
+    parts = []
+    if discussion.budget_tokens:
+        parts.append(f"{discussion.budget_tokens:,} tokens")
+    if discussion.budget_usd:
+        parts.append(f"${discussion.budget_usd:,.2f}")
+    if not parts:
+        return CheckItem("budget", label, False, "fail", BUDGET_HINT)
+    return CheckItem("budget", label, False, "pass", f"Pauses itself at {' or '.join(parts)}.")
+
+
+# -- provider reachability -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """One distinct provider endpoint the agents use, and the models they ask it for."""
+
+    provider: str
+    base_url: str | None  # only for providers that take one per agent (openai_compatible)
+    models: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Cloud:
+    base_url_env: tuple[str, ...]  # the same variables the provider (or its SDK) reads
+    default_url: str
+    sdk: str
+
+
+_CLOUD = {
+    "anthropic": _Cloud(("ANTHROPIC_BASE_URL",), "https://api.anthropic.com", "anthropic"),
+    "openai": _Cloud(("OPENAI_BASE_URL",), "https://api.openai.com/v1", "openai"),
+    "gemini": _Cloud(
+        ("GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL"), "https://generativelanguage.googleapis.com", "google.genai"
+    ),
+}
+
+
+def _targets(agents: list[Participant]) -> list[_Target]:
+    """Distinct (provider, base URL) pairs in the agents' speaking order."""
+    found: dict[tuple[str, str | None], _Target] = {}
+    for agent in agents:
+        provider = agent.provider or ""
+        info = registry.PROVIDERS.get(provider)
+        per_agent_url = info is not None and info.requires_base_url and not registry.is_registered(provider)
+        base_url = (agent.base_url or "").strip().rstrip("/") if per_agent_url else None
+        target = found.setdefault((provider, base_url), _Target(provider, base_url))
+        target.models.append(agent.model or "")
+    return list(found.values())
+
+
+def _env(*names: str) -> str | None:
+    """The first of these environment variables that holds something (its raw value), or None."""
+    for name in names:
+        value = os.environ.get(name, "")
+        if value.strip():
+            return value
+    return None
+
+
+def _fingerprint(api_key: str | None) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else ""
+
+
+async def _check_target(target: _Target, timeout_s: float, fresh: bool) -> CheckItem:
+    provider = target.provider
+    info = registry.PROVIDERS.get(provider)
+    key = f"provider:{provider}" + (f"@{target.base_url}" if target.base_url else "")
+    if registry.is_registered(provider):
+        return CheckItem(key, f"Provider '{provider}' available", True, "pass", "Runs in this process.")
+    if info is None:
+        problem = registry.validate_agent(provider, "", None) or f"Unknown provider '{provider}'."
+        return CheckItem(key, f"Provider '{provider}' available", True, "fail", problem)
+
+    if provider == "offline":
+        label = "Offline model installed"
+    elif info.requires_base_url:
+        label = f"Model server at {target.base_url or '(no URL)'} reachable"
+    else:
+        label = f"{info.label} reachable with a valid key"
+
+    def item(status: Status, detail: str, cached: bool = False) -> CheckItem:
+        return CheckItem(key, label, True, status, detail, cached)
+
+    # Settings problems first: said without any network call.
+    if provider == "offline" and (problem := offline_model_problem()):
+        return item("fail", problem)
+    api_key = _env(*info.key_env) if info.key_env else None
+    if info.key_env and api_key is None:
+        return item("fail", errors.missing_key(_vendor(provider, target.base_url)).message)
+    for model in target.models:
+        if problem := registry.validate_agent(provider, model, target.base_url):
+            return item("fail", problem)
+    if provider == "offline":
+        return item("pass", "Installed; runs on this server with no key.")
+
+    cloud = _CLOUD.get(provider)
+    url_override = _env(*cloud.base_url_env) if cloud else target.base_url
+    url = (url_override or (cloud.default_url if cloud else "")).rstrip("/")
+    cache_key = (provider, url, _fingerprint(api_key))
+    if not fresh and (hit := _cache.get(cache_key)) is not None:
+        return item(*hit, cached=True)
+    status, detail = await _probe(provider, url_override, url, api_key, timeout_s)
+    _cache.put(cache_key, (status, detail), SUCCESS_TTL_S if status == "pass" else FAILURE_TTL_S)
+    log.info("preflight %s at %s: %s (%s)", provider, url, status, detail)
+    return item(status, detail)
+
+
+def _vendor(provider: str, url: str | None) -> errors.Vendor:
+    if provider == "openai_compatible":
+        return errors.Vendor(provider, f"the model server at {url}")
+    info = registry.PROVIDERS[provider]
+    return errors.Vendor(provider, info.label, info.key_env)
+
+
+async def _probe(
+    provider: str, base_url: str | None, url: str, api_key: str | None, timeout_s: float
+) -> tuple[Status, str]:
+    """One cheap authenticated call; (status, detail). `base_url` is what the SDK is given (None = its own)."""
+    sdk_name = _CLOUD[provider].sdk if provider in _CLOUD else "openai"
+    try:
+        # The first use of an SDK in this process imports it (about a second, more on a busy host): off the
+        # event loop, and outside the network deadline, so a slow import is never reported as a dead server.
+        sdk = await asyncio.to_thread(importlib.import_module, sdk_name)
+    except ImportError as exc:
+        return "fail", f"The {sdk_name} SDK is not installed on this server ({_short(str(exc))}); reinstall Maestro."
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(timeout_s):
+            await _list_models(provider, sdk, base_url, api_key or "not-needed", timeout_s)
+    except TimeoutError:
+        return "fail", _unreachable(url, f"no answer within {timeout_s:g} s")
+    except Exception as exc:
+        return "fail", _failure(provider, url, exc, timeout_s)
+    ms = round((time.monotonic() - started) * 1000)
+    if provider == "openai_compatible":
+        return "pass", f"The server answered in {ms} ms."
+    return "pass", f"{registry.PROVIDERS[provider].label} accepted the key ({ms} ms)."
+
+
+def _unreachable(url: str, why: str) -> str:
+    return f"Cannot reach {url}: {why}; check that it is running and the URL is right."
+
+
+async def _list_models(provider: str, sdk: Any, base_url: str | None, api_key: str, timeout_s: float) -> None:
+    """List one page of models with retries off: the cheapest call each API has that needs a valid key."""
+    if provider == "anthropic":
+        async with sdk.AsyncAnthropic(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0) as client:
+            await client.models.list(limit=1)
+    elif provider == "gemini":
+        http_options = sdk.types.HttpOptions(base_url=base_url, api_version="v1beta", timeout=round(timeout_s * 1000))
+        client = sdk.Client(api_key=api_key, vertexai=False, http_options=http_options)  # no retry_options: no retries
+        try:
+            await client.aio.models.list(config={"page_size": 1})
+        finally:
+            await client.aio.aclose()
+    else:  # openai, openai_compatible: GET {base_url}/models
+        async with sdk.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0) as client:
+            await client.models.list()
+
+
+def _failure(provider: str, url: str, exc: Exception, timeout_s: float) -> str:
+    """How to fix a failed check, in one sentence."""
+    mapped = errors.from_exception(_vendor(provider, url), exc)
+    if mapped is None:
+        log.exception("preflight check of %s at %s failed unexpectedly", provider, url)
+        return f"The check failed unexpectedly ({type(exc).__name__}: {_short(str(exc))}); see the server log."
+    status = f" ({mapped.status})" if mapped.status else ""
+    if mapped.kind == ErrorKind.AUTH:
+        if provider == "openai_compatible":
+            return (
+                f"The server at {url} rejected the request{status}: Maestro sends it no API key, "
+                "so allow unauthenticated requests there."
+            )
+        info = registry.PROVIDERS[provider]
+        return f"{info.label} rejected the API key{status}: set a valid {info.key_env[0]} in the server's environment."
+    if mapped.kind == ErrorKind.TIMEOUT:
+        return _unreachable(url, f"no answer within {timeout_s:g} s")
+    if mapped.kind == ErrorKind.CONNECTION:
+        return _unreachable(url, _root_cause(exc))
+    if mapped.status == 404:
+        hint = " (it usually ends in /v1)" if provider == "openai_compatible" else ""
+        return f"{url} has no model list (404): check the base URL{hint}."
+    return mapped.message
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost cause's text, e.g. "[Errno 111] Connection refused" -> "connection refused"."""
+    seen: set[int] = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        inner = exc.__cause__ or exc.__context__
+        if inner is None:
+            break
+        exc = inner
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    text = str(exc).strip()
+    if text.startswith("[Errno") and "] " in text:
+        text = text.split("] ", 1)[1]
+    text = text or type(exc).__name__
+    return _short(text[:1].lower() + text[1:])
+
+
+def _short(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+class _TTLCache:
+    """A thread-safe dict whose entries expire; expired entries are dropped on every write."""
+
+    def __init__(self) -> None:
+        self._data: dict[tuple[str, str, str], tuple[float, tuple[Status, str]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str]) -> tuple[Status, str] | None:
+        with self._lock:
+            entry = self._data.get(key)
+            if entry is None or entry[0] <= _clock():
+                return None
+            return entry[1]
+
+    def put(self, key: tuple[str, str, str], value: tuple[Status, str], ttl: float) -> None:
+        now = _clock()
+        with self._lock:
+            for stale in [k for k, (expires, _) in self._data.items() if expires <= now]:
+                del self._data[stale]
+            self._data[key] = (now + ttl, value)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+_clock = time.monotonic  # tests move time forward by replacing this
+_cache = _TTLCache()
