@@ -24,7 +24,9 @@ def _header() -> rx.Component:
         rx.flex(
             status_badge(RoomState.status, id="room-status", size="2"),
             rx.text(
-                RoomState.rounds, rx.cond(RoomState.rounds == 1, " round", " rounds"), " · round-robin",
+                RoomState.rounds,
+                rx.cond(RoomState.rounds == 1, " round", " rounds"),
+                " · round-robin",
                 size="2",
                 color_scheme="gray",
             ),
