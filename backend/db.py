@@ -82,4 +82,6 @@ def migrate(url: str | None = None) -> None:
     cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
     cfg.set_main_option("script_location", str(PROJECT_ROOT / "alembic"))
     cfg.set_main_option("sqlalchemy.url", _normalise_url(url or get_settings().database_url))
+    # alembic/env.py would otherwise fileConfig() alembic.ini's logging over the process's own (JSON) handlers.
+    cfg.attributes["skip_logging"] = True
     command.upgrade(cfg, "head")

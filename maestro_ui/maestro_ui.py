@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 
 import reflex as rx
+from starlette.applications import Starlette
 
+from backend.api import api_routes
 from backend.bootstrap import prepare_database
 from backend.db import run_db
+from backend.observability import configure_logging
 from backend.orchestrator.runner import get_runner
 from maestro_ui import routes
 from maestro_ui.pages.index import DiscussionsState, index_page
@@ -17,7 +19,7 @@ from maestro_ui.pages.personas import PersonasState, personas_page
 from maestro_ui.pages.room import room_page
 from maestro_ui.state.room import RoomState
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+configure_logging()  # one JSON object per line; MAESTRO_LOG_FORMAT=text / MAESTRO_LOG_LEVEL to change
 
 
 @contextlib.asynccontextmanager
@@ -32,7 +34,8 @@ async def maestro_lifespan():
         await runner.shutdown()
 
 
-app = rx.App(theme=rx.theme(accent_color="indigo", radius="medium"))
+# /metrics and any other plain HTTP routes win over Reflex's own (Reflex is mounted at "" beneath them).
+app = rx.App(theme=rx.theme(accent_color="indigo", radius="medium"), api_transformer=Starlette(routes=api_routes()))
 app.register_lifespan_task(maestro_lifespan)
 app.add_page(index_page, route=routes.INDEX, title="Maestro", on_load=DiscussionsState.load)
 app.add_page(new_page, route=routes.NEW, title="New discussion · Maestro", on_load=NewDiscussionState.load)

@@ -17,6 +17,7 @@ from functools import partial
 from sqlalchemy import insert, update
 from sqlmodel import func, select
 
+from backend import observability
 from backend.config import get_settings
 from backend.db import run_db, session_scope
 from backend.events.bus import Bus
@@ -400,6 +401,7 @@ class Engine:
         settings = get_settings()
         t0 = time.monotonic()
         completion: Completion | None = None
+        first_token: float | None = None
         slow_watch = asyncio.create_task(self._mark_slow(started.seq, agent.id, settings.soft_deadline_s))
         token = retry_policy.on_retry.set(partial(self._mark_status, started.seq, agent.id, "retrying"))
         try:
@@ -409,6 +411,8 @@ class Engine:
                     if isinstance(item, ProviderDelta):
                         if not item.text:
                             continue
+                        if first_token is None:
+                            first_token = time.monotonic() - t0
                         offset = len(live.text)
                         live.text += item.text
                         await self.bus.publish(
@@ -446,6 +450,18 @@ class Engine:
             slow_watch.cancel()
         latency = int((time.monotonic() - t0) * 1000)
         done = await run_db(self._finish_turn, message_id, started.seq, agent, completion, latency)
+        usage = completion.usage
+        observability.record_call(
+            agent.provider or "",
+            agent.model or "",
+            status="ok",
+            latency_s=latency / 1000,
+            first_token_s=first_token,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_tokens=usage.cached_tokens,
+            cost_usd=done.cost_usd,
+        )
         self.live.pop(started.seq, None)
         self.totals.turns += 1
         self.totals.tokens += completion.usage.input_tokens + completion.usage.output_tokens
@@ -478,6 +494,13 @@ class Engine:
         """Mark the turn failed with its reason (visible to every viewer); the discussion goes on."""
         latency = int((time.monotonic() - t0) * 1000)
         failed = await run_db(self._fail_turn, message_id, start_seq, agent, error, live.text, latency)
+        observability.record_call(
+            agent.provider or "",
+            agent.model or "",
+            status="failed",
+            error_kind=error.kind.value,
+            latency_s=latency / 1000,
+        )
         self.live.pop(start_seq, None)
         self.totals.failed += 1
         log.warning("discussion %s: %s's turn failed: %s", self.discussion_id, agent.name, error)

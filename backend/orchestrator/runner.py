@@ -25,6 +25,7 @@ from backend.events.bus import Bus, get_bus
 from backend.events.follower import LiveText
 from backend.models import Discussion, DiscussionStatus, RunnerLease
 from backend.models.base import as_utc, utcnow
+from backend.observability import bind_discussion, discussion_active
 from backend.orchestrator.engine import Engine, LiveTurn, ProviderLookup, default_provider_lookup
 
 log = logging.getLogger(__name__)
@@ -125,9 +126,11 @@ class Runner:
             return d.status if d else None
 
     async def _drive(self, engine: Engine) -> None:
+        bind_discussion(engine.discussion_id)  # every log line of this task names its discussion
         heartbeat = asyncio.create_task(self._heartbeat(engine.discussion_id))
         try:
-            await engine.run()
+            with discussion_active():
+                await engine.run()
         except asyncio.CancelledError:
             raise
         except Exception:

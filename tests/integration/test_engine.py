@@ -240,3 +240,22 @@ async def test_token_deltas_reach_every_subscriber(database, bus, scripted):
     assert any(isinstance(e, TurnStarted) for e in views[0])
     with session_scope() as s:
         assert len(list(s.exec(select(Participant).where(Participant.discussion_id == did)))) == 3
+
+
+async def test_every_call_is_counted_in_the_metrics(database, bus, scripted):
+    from backend.observability import REGISTRY
+
+    def value(name: str, **labels) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    ok_before = value("maestro_model_calls_total", provider="scripted", model="m", status="ok")
+    failed_before = value("maestro_model_errors_total", provider="scripted", kind="rate_limited")
+    did = _create(rounds=1)
+    scripted["Architect"] = ScriptedProvider(["fine"])
+    scripted["Security"] = ScriptedProvider(["x"], fail_with=ProviderError(ErrorKind.RATE_LIMITED, "429"))
+    runner = _runner(bus, scripted)
+    await runner.start(did)
+    await runner.wait(did)
+    assert value("maestro_model_calls_total", provider="scripted", model="m", status="ok") == ok_before + 1
+    assert value("maestro_model_errors_total", provider="scripted", kind="rate_limited") == failed_before + 1
+    assert value("maestro_active_discussions") == 0
