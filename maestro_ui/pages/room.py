@@ -6,6 +6,7 @@ import reflex as rx
 
 from maestro_ui import routes
 from maestro_ui.components.badges import status_badge
+from maestro_ui.components.checklist import checklist
 from maestro_ui.components.composer import composer
 from maestro_ui.components.layout import page
 from maestro_ui.components.message import message_bubble, stream_bubble
@@ -48,10 +49,12 @@ def _header() -> rx.Component:
             RoomState.has_offline_agent,
             rx.callout(RoomState.offline_hint, icon="info", size="1", color_scheme="amber", id="offline-hint"),
         ),
+        rx.cond(RoomState.is_paused, _paused()),
         rx.cond(
             RoomState.notice != "",
             rx.callout(RoomState.notice, icon="circle_alert", color_scheme="red", size="1", id="room-notice"),
         ),
+        rx.cond(RoomState.show_checklist, checklist()),
         width="100%",
         spacing="2",
     )

@@ -13,6 +13,7 @@ from typing import TypedDict
 
 import reflex as rx
 
+from backend import preflight
 from backend.db import run_db
 from backend.events.bus import get_bus
 from backend.events.follower import Batch, Follower
@@ -28,6 +29,7 @@ from backend.events.schema import (
     TurnStarted,
     TurnStatus,
 )
+from backend.observability import viewer_active
 from backend.orchestrator.runner import get_runner
 from backend.providers.offline import OFFLINE_HINT
 from backend.providers.registry import PROVIDERS
@@ -68,6 +70,14 @@ class MessageRow(TypedDict):
     meta: str
 
 
+class CheckRow(TypedDict):
+    key: str
+    label: str
+    required: bool
+    status: str  # pass | fail | skip | running
+    detail: str
+
+
 class StreamRow(TypedDict):
     key: str
     author: str
@@ -81,6 +91,10 @@ def _label(provider: str) -> str:
         return "Offline"
     info = PROVIDERS.get(provider)
     return info.label if info else provider
+
+
+def _check_row(item) -> CheckRow:
+    return CheckRow(key=item.key, label=item.label, required=item.required, status=item.status, detail=item.detail)
 
 
 def _money(x: float) -> str:
@@ -104,6 +118,10 @@ class RoomState(rx.State):
     notice: str = ""
     posting: bool = False
     pause_reason: str = ""
+    checks: list[CheckRow] = []
+    check_score: int = 0
+    check_ready: bool = False
+    checking: bool = False
     budget_tokens: str = ""
     budget_usd: str = ""
     my_name: str = rx.LocalStorage("", name="maestro_name")
@@ -119,6 +137,10 @@ class RoomState(rx.State):
 
     @rx.var
     def can_run(self) -> bool:
+        return self.status in ("draft", "paused") and self.check_ready and not self.checking
+
+    @rx.var
+    def show_checklist(self) -> bool:
         return self.status in ("draft", "paused")
 
     @rx.var
@@ -173,7 +195,33 @@ class RoomState(rx.State):
         self.total_tokens, self.total_cost, self.notice = 0, _money(0), ""
         self._started_at, self._cost = {}, {}
         (await self.get_state(LiveState))._clear()
+        self.checks, self.check_score, self.check_ready = [], 0, False
+        if discussion.status in ("draft", "paused"):
+            return [RoomState.follow, RoomState.run_checks(False)]
         return RoomState.follow
+
+    @rx.event(background=True)
+    async def run_checks(self, fresh: bool):
+        """Run the preflight checklist; items appear as they are decided; Run Agents waits for it."""
+        async with self:
+            if self.checking or not self._did:
+                return
+            self.checking, did = True, self._did
+            self.checks = []
+
+        async def show(item) -> None:
+            async with self:
+                self.checks = [*[c for c in self.checks if c["key"] != item.key], _check_row(item)]
+
+        try:
+            result = await preflight.run_preflight(did, fresh=fresh, on_item=show)
+        except NotFound:
+            async with self:
+                self.checking = False
+            return
+        async with self:
+            self.checks = [_check_row(i) for i in result.items]
+            self.check_score, self.check_ready, self.checking = result.score, result.ready, False
 
     @rx.event(background=True)
     async def follow(self):
@@ -185,7 +233,7 @@ class RoomState(rx.State):
         follower = Follower(did, after_seq=0, bus=get_bus(), live_source=get_runner().live_text)
         _FOLLOWERS[token] = follower
         try:
-            async with follower:
+            async with follower, viewer_active():
                 async for batch in follower.batches():
                     if not batch and not self._started_at:
                         continue
@@ -343,6 +391,9 @@ class RoomState(rx.State):
     async def run_agents(self):
         """Start (or resume) the discussion on the server; it keeps going if this tab closes."""
         self.notice = ""
+        if not self.check_ready:
+            self.notice = "Finish the preflight checklist first: every required item must pass."
+            return
         try:
             problem = await room.run_agents(self._did)
         except NotFound:
@@ -377,6 +428,7 @@ class RoomState(rx.State):
             return
         self.budget_tokens = str(tokens or "")
         self.budget_usd = f"{usd:g}" if usd else ""
+        return RoomState.run_checks(False)
 
     @rx.event
     def set_draft(self, value: str):

@@ -110,6 +110,8 @@ def app_url(tmp_path_factory) -> Iterator[str]:
         MAESTRO_MAX_TOKENS_PER_TURN="40",
         REFLEX_TELEMETRY_ENABLED="false",
         PYTHONUNBUFFERED="1",
+        # A private build directory: two apps building in one .web/ overwrite each other's front end.
+        REFLEX_WEB_WORKDIR=str(workdir / ".web"),
     )
     reflex = Path(sys.executable).with_name("reflex")
     cmd = [str(reflex), "run", "--env", "prod", "--frontend-port", str(port), "--backend-host", "127.0.0.1"]

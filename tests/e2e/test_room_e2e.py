@@ -30,6 +30,7 @@ from tests.e2e.helpers import (
     wait_finished,
     wait_for,
 )
+from tests.providers.wire_servers import OpenAIScript, WireServer
 
 pytestmark = pytest.mark.e2e
 
@@ -137,27 +138,30 @@ def test_room_on_a_phone(new_context, shared_rooms, tmp_path):
 
 
 def test_failed_agent_is_visible_to_every_viewer(new_context):
+    """A local OpenAI-compatible server passes preflight (it lists its models) and then cuts the reply mid-stream."""
     topic = "Pick a queue for Apollo's billing events"
-    a = new_context().new_page()
-    room = create_discussion(
-        a,
-        topic,
-        [Agent(provider="openai_compatible", model="x", base_url="http://127.0.0.1:9/v1"), Agent()],
-        rounds=1,
-    )
-    b = open_room(new_context(), room, topic)
-    expect(a.locator("#participants .agent-row")).to_have_count(2)
-
-    a.click("#run-agents")
-    for page in (a, b):
-        failed = page.locator("#discussion .message.agent.failed")
-        expect(failed).to_have_count(1, timeout=TURN_TIMEOUT_MS)
-        expect(failed.locator(".msg-error")).to_be_visible()
-        expect(failed.locator(".msg-error")).to_contain_text(re.compile(r"connect|refused|unreachable", re.I))
-        # the agent row says so too ("error"; "failed" in the newer status vocabulary)
-        expect(page.locator("#participants .agent-row").first).to_have_attribute(
-            "data-status", re.compile(r"^(error|failed)$")
+    script = [OpenAIScript.models(["x"]), OpenAIScript.cut(["Kafka, because ", "the billing"], how="rst")]
+    with WireServer(rf"{OpenAIScript.route}|{OpenAIScript.models_route}", script) as server:
+        a = new_context().new_page()
+        room = create_discussion(
+            a,
+            topic,
+            [Agent(provider="openai_compatible", model="x", base_url=f"{server.url}/v1"), Agent()],
+            rounds=1,
         )
+        b = open_room(new_context(), room, topic)
+        expect(a.locator("#participants .agent-row")).to_have_count(2)
+        expect(a.locator("#run-agents")).to_be_enabled(timeout=30_000)  # the preflight checklist passed
+
+        a.click("#run-agents")
+        for page in (a, b):
+            failed = page.locator("#discussion .message.agent.failed")
+            expect(failed).to_have_count(1, timeout=TURN_TIMEOUT_MS)
+            expect(failed.locator(".msg-error")).to_be_visible()
+            expect(failed.locator(".msg-error")).to_contain_text(re.compile(r"connection|cut|dropped|reset", re.I))
+            expect(failed).to_contain_text("Kafka, because")  # the partial text stays, marked failed
+            # the agent row says so too
+            expect(page.locator("#participants .agent-row").first).to_have_attribute("data-status", "failed")
 
     for page in (a, b):
         wait_finished(page, "completed", messages=3)
