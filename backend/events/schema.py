@@ -94,6 +94,17 @@ class DiscussionPaused(_Event):
     reason: str
 
 
+class ContextSummarised(_Event):
+    """An agent's transcript no longer fitted its context window: older turns were summarised for it."""
+
+    type: Literal["context_summarised"] = "context_summarised"
+    participant_id: int
+    author_name: str
+    summary: str
+    covered_through_seq: int
+    covered: int
+
+
 class HumanMessagePosted(_Event):
     type: Literal["human_message"] = "human_message"
     message_id: int
@@ -127,6 +138,7 @@ PersistedEvent = Annotated[
     | TurnCompleted
     | TurnFailed
     | TurnRetryRequested
+    | ContextSummarised
     | HumanMessagePosted
     | DiscussionPaused
     | DiscussionFinished,
@@ -140,6 +152,7 @@ RoomEvent = Annotated[
     | TurnCompleted
     | TurnFailed
     | TurnRetryRequested
+    | ContextSummarised
     | HumanMessagePosted
     | DiscussionPaused
     | DiscussionFinished

@@ -23,6 +23,7 @@ from backend.db import run_db, session_scope
 from backend.events.bus import Bus
 from backend.events.log import append_event, next_seq
 from backend.events.schema import (
+    ContextSummarised,
     DiscussionFinished,
     DiscussionPaused,
     PersistedEvent,
@@ -35,6 +36,7 @@ from backend.events.schema import (
 )
 from backend.models import Discussion, DiscussionStatus, Message, MessageStatus, Participant, ParticipantKind
 from backend.models.base import utcnow
+from backend.orchestrator.context_budget import context_window, fit_transcript, summary_entry
 from backend.protocols.round_robin import RoundRobin, Turn
 from backend.providers import pricing, registry, retry_policy
 from backend.providers.base import (
@@ -110,6 +112,8 @@ class Engine:
         # The transcript as (seq, author, content, kind, participant id), read incrementally.
         self._transcript: list[tuple[int, str, str, str, int | None]] = []
         self._transcript_seq = 0
+        # Per agent: (seq of the last message a summary covers, the summary) for agents whose window overflowed.
+        self._summaries: dict[int, tuple[int, str]] = {}
         self.totals = RunTotals()
 
     # --- database steps (run in a worker thread) -------------------------------------------------
@@ -392,12 +396,7 @@ class Engine:
         live = LiveTurn(start_seq=started.seq, participant_id=agent.id, author_name=agent.name)
         self.live[started.seq] = live
         cue = self.protocol.speaker_cue(agent.name, turn.round, discussion.rounds)
-        request = GenerationRequest(
-            model=agent.model or "",
-            system=system,
-            transcript=[*transcript, TranscriptEntry(author="Moderator", content=cue, author_kind="system")],
-            max_tokens=discussion.max_tokens_per_turn,
-        )
+        transcript = [*transcript, TranscriptEntry(author="Moderator", content=cue, author_kind="system")]
         settings = get_settings()
         t0 = time.monotonic()
         completion: Completion | None = None
@@ -406,6 +405,7 @@ class Engine:
         token = retry_policy.on_retry.set(partial(self._mark_status, started.seq, agent.id, "retrying"))
         try:
             provider = self.provider_lookup(agent)
+            request = await self._fit(provider, agent, system, transcript, discussion.max_tokens_per_turn)
             async with asyncio.timeout(settings.hard_deadline_s):
                 async for item in provider.stream(request):
                     if isinstance(item, ProviderDelta):
@@ -468,6 +468,57 @@ class Engine:
         self.totals.cost_usd += done.cost_usd
         await self.bus.publish(done)
         return None
+
+    async def _fit(
+        self,
+        provider: ModelProvider,
+        agent: Participant,
+        system: str,
+        transcript: list[TranscriptEntry],
+        max_tokens: int,
+    ) -> GenerationRequest:
+        """Fit the prompt into the agent's context window, summarising older turns once they no longer fit.
+
+        A summary is reused on later turns (the question, the summary, then what came after it), so a long
+        discussion costs one summary call per overflow, not one per turn. The offline model trims its own prompt.
+        """
+        assert agent.id is not None
+        model = agent.model or ""
+        newest = 1 << 62  # the speaker cue has no seq: it is always newer than anything summarised
+        seqs = [*(row[0] for row in self._transcript[: len(transcript) - 1]), newest]
+        cached = self._summaries.get(agent.id)
+        if cached:
+            covered_seq, text = cached
+            later = [(e, q) for e, q in zip(transcript[1:], seqs[1:], strict=True) if q > covered_seq]
+            transcript = [transcript[0], summary_entry(text), *(e for e, _ in later)]
+            seqs = [seqs[0], covered_seq, *(q for _, q in later)]
+        fitted = await fit_transcript(
+            provider,
+            model,
+            system,
+            transcript,
+            window=context_window(agent.provider or "", model),
+            max_tokens=max_tokens,
+            summarise=agent.provider != "offline",
+        )
+        if fitted.summary and fitted.covered:
+            covered_seq = max(q for q in seqs[1 : fitted.covered + 1] if q < newest)
+            self._summaries[agent.id] = (covered_seq, fitted.summary)
+            event = await run_db(
+                self._append,
+                ContextSummarised(
+                    discussion_id=self.discussion_id,
+                    participant_id=agent.id,
+                    author_name=agent.name,
+                    summary=fitted.summary,
+                    covered_through_seq=covered_seq,
+                    covered=fitted.covered,
+                ),
+            )
+            await self.bus.publish(event)
+        return GenerationRequest(
+            model=model, system=fitted.system, transcript=fitted.entries, max_tokens=fitted.max_tokens
+        )
 
     async def _mark_slow(self, start_seq: int, participant_id: int, after_s: float) -> None:
         await asyncio.sleep(after_s)

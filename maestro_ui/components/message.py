@@ -12,7 +12,12 @@ from maestro_ui.state.room import MessageRow, RoomState, StreamRow
 
 def _author(name, kind) -> rx.Component:
     return rx.hstack(
-        rx.icon(rx.cond(kind == "agent", "bot", "user"), size=16),
+        rx.match(
+            kind,
+            ("agent", rx.icon("bot", size=16)),
+            ("summary", rx.icon("scroll_text", size=16)),
+            rx.icon("user", size=16),
+        ),
         rx.text(name, weight="bold", size="2"),
         align="center",
         spacing="1",
@@ -68,7 +73,9 @@ def message_bubble(m: MessageRow) -> rx.Component:
         id="msg-" + m["id"].to_string(),
         class_name="message " + m["kind"] + " " + m["status"],
         width="100%",
-        background=rx.cond(m["kind"] == "human", "var(--accent-2)", "var(--color-panel)"),
+        background=rx.match(
+            m["kind"], ("human", "var(--accent-2)"), ("summary", "var(--gray-2)"), "var(--color-panel)"
+        ),
     )
 
 

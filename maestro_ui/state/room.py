@@ -18,6 +18,7 @@ from backend.db import run_db
 from backend.events.bus import get_bus
 from backend.events.follower import Batch, Follower
 from backend.events.schema import (
+    ContextSummarised,
     DiscussionFinished,
     DiscussionPaused,
     HumanMessagePosted,
@@ -352,6 +353,21 @@ class RoomState(rx.State):
                     agent["status"], agent["detail"] = "failed", ""
                     agent["error"] = event.error_message
             self._upsert(row)
+        elif isinstance(event, ContextSummarised):
+            self._upsert(
+                MessageRow(
+                    id=-event.seq,  # not a message: keyed by its event so it never collides with one
+                    author=f"Earlier turns summarised for {event.author_name}",
+                    kind="summary",
+                    provider_label="",
+                    model="",
+                    round=0,
+                    content=event.summary,
+                    status="complete",
+                    error="",
+                    meta=f"{event.covered} messages no longer fitted {event.author_name}'s context window",
+                )
+            )
         elif isinstance(event, HumanMessagePosted):
             if event.author_name not in self.humans:
                 self.humans.append(event.author_name)

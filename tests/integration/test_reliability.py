@@ -150,3 +150,40 @@ async def test_a_failed_agent_can_be_retried_alone_after_the_discussion_ended(sq
         ]
         assert s.get(Discussion, did).status == "completed"
     assert steady.calls == 1 and flaky.calls == 2
+
+
+async def test_a_transcript_over_the_context_window_is_summarised_once_and_reused(
+    sqlite_db, bus, scripted, monkeypatch
+):
+    from backend.events.schema import ContextSummarised
+    from backend.orchestrator.context_budget import _SUMMARY_SYSTEM, estimate_tokens
+
+    monkeypatch.setenv("MAESTRO_CONTEXT_TOKENS", "1200")
+    did = _discussion(n_agents=2, rounds=4, max_tokens_per_turn=100)
+    long_reply = "Postgres handles Apollo's write load; " * 20  # ~200 tokens a turn
+    summaries = []
+
+    def reply(request):
+        if (
+            request.system.startswith("You summarise")
+            or "Summarise" in request.system
+            or "summar" in request.system.lower()
+        ):
+            summaries.append(request)
+            return "Summary: Architect and Security both favour Postgres."
+        return long_reply
+
+    provider = ScriptedProvider(reply, chunk_size=50)
+    seen = await _run(bus, did, lambda a: provider)
+    events = [e for e in seen if isinstance(e, ContextSummarised)]
+    assert events, "the transcript outgrew 1,200 tokens but nothing was summarised"
+    assert len(summaries) == len(events) < 8  # not one summary call per turn
+    for request in provider.requests:
+        size = estimate_tokens(request.system) + sum(estimate_tokens(e.content) + 8 for e in request.transcript)
+        assert size + request.max_tokens <= 1200  # no prompt over the window was ever sent
+    later = [
+        r for r in provider.requests if any(e.content.startswith("Summary of earlier discussion") for e in r.transcript)
+    ]
+    assert later, "later turns should carry the summary instead of the old turns"
+    with session_scope() as s:
+        assert s.get(Discussion, did).status == "completed"
