@@ -234,14 +234,15 @@ class RoomState(rx.State):
         follower = Follower(did, after_seq=0, bus=get_bus(), live_source=get_runner().live_text)
         _FOLLOWERS[token] = follower
         try:
-            async with follower, viewer_active():
-                async for batch in follower.batches():
-                    if not batch and not self._started_at:
-                        continue
-                    async with self:
-                        if self._did != did:
-                            return  # the tab moved to another room
-                        await self._apply(batch)
+            with viewer_active():
+                async with follower:
+                    async for batch in follower.batches():
+                        if not batch and not self._started_at:
+                            continue
+                        async with self:
+                            if self._did != did:
+                                return  # the tab moved to another room
+                            await self._apply(batch)
         finally:
             if _FOLLOWERS.get(token) is follower:
                 _FOLLOWERS.pop(token, None)
