@@ -105,6 +105,16 @@ class ContextSummarised(_Event):
     covered: int
 
 
+class StepReport(_Event):
+    """The outcome of a step several agents answered at once: who failed, and the partial-council warning."""
+
+    type: Literal["step_report"] = "step_report"
+    step: str
+    succeeded: list[str]
+    failed: list[dict[str, str]]  # {"participant", "error"}
+    warning: str | None = None
+
+
 class HumanMessagePosted(_Event):
     type: Literal["human_message"] = "human_message"
     message_id: int
@@ -139,6 +149,7 @@ PersistedEvent = Annotated[
     | TurnFailed
     | TurnRetryRequested
     | ContextSummarised
+    | StepReport
     | HumanMessagePosted
     | DiscussionPaused
     | DiscussionFinished,
@@ -153,6 +164,7 @@ RoomEvent = Annotated[
     | TurnFailed
     | TurnRetryRequested
     | ContextSummarised
+    | StepReport
     | HumanMessagePosted
     | DiscussionPaused
     | DiscussionFinished

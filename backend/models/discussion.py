@@ -27,6 +27,8 @@ class Discussion(SQLModel, table=True):
     topic: str = Field(max_length=2000)
     protocol: str = Field(default="round_robin", max_length=40)
     rounds: int = Field(default=2)
+    # Round 1 as independent opening statements: every agent answers the question at once, unseen by the others.
+    parallel_openings: bool = Field(default=False)
     max_tokens_per_turn: int = Field(default=300)
     # Budgets are checked before every model call, so the overshoot is at most one call's max_tokens.
     budget_tokens: int | None = Field(default=None)

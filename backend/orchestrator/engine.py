@@ -28,6 +28,7 @@ from backend.events.schema import (
     DiscussionPaused,
     PersistedEvent,
     RunStarted,
+    StepReport,
     TokenDelta,
     TurnCompleted,
     TurnFailed,
@@ -37,6 +38,7 @@ from backend.events.schema import (
 from backend.models import Discussion, DiscussionStatus, Message, MessageStatus, Participant, ParticipantKind
 from backend.models.base import utcnow
 from backend.orchestrator.context_budget import context_window, fit_transcript, summary_entry
+from backend.orchestrator.fanout import AllFailed, FanoutOutcome, FanoutTask, fan_out
 from backend.protocols.round_robin import RoundRobin, Turn
 from backend.providers import pricing, registry, retry_policy
 from backend.providers.base import (
@@ -366,15 +368,22 @@ class Engine:
         for event in self._pending_publish:
             await self.bus.publish(event)
         names = [a.name for a in agents]
+        if discussion.parallel_openings:
+            openings = [t for t in self.protocol.schedule(agents, 1) if t.key not in finished]
+            if openings:
+                stopped = await self._opening_statements(discussion, openings, names)
+                if stopped is not None:
+                    return stopped
+                finished |= {t.key for t in openings}
         while True:
             for turn in self.protocol.schedule(agents, discussion.rounds):
                 if turn.key in finished:
                     continue
                 agent: Participant = turn.speaker  # type: ignore[assignment]
                 others = [n for n in names if n != agent.name]
-                paused = await self._run_turn(discussion, agent, turn, _system_prompt(agent, discussion, others))
-                if paused is not None:
-                    return paused
+                outcome = await self._run_turn(discussion, agent, turn, _system_prompt(agent, discussion, others))
+                if isinstance(outcome, DiscussionPaused):
+                    return outcome
                 finished.add(turn.key)
             done = await run_db(self._finish, agents)
             if done is not None:
@@ -382,15 +391,93 @@ class Engine:
                 return done
             finished = await run_db(self._finished_keys)  # a failed turn was queued for a retry meanwhile
 
+    async def _opening_statements(
+        self, discussion: Discussion, turns: list[Turn], names: list[str]
+    ) -> DiscussionPaused | DiscussionFinished | None:
+        """Round 1 as independent opening statements: every agent answers at once, seeing only what came before.
+
+        Honest fan-out (DESIGN decision 7): the calls run concurrently, a failure does not stop the others, the
+        room is told who failed and that a partial council may lack its strongest members, and if every agent
+        fails the discussion stops as failed rather than carrying on with nothing.
+        """
+        await run_db(self._refresh_transcript)
+        before = list(self._transcript)
+        paused: list[DiscussionPaused] = []
+        not_started = "Not started: the budget is used up."
+
+        def call(agent: Participant, turn: Turn):
+            others = [n for n in names if n != agent.name]
+
+            async def run() -> str:
+                outcome = await self._run_turn(
+                    discussion, agent, turn, _system_prompt(agent, discussion, others), before=before
+                )
+                if isinstance(outcome, TurnFailed):
+                    raise ProviderError(ErrorKind(outcome.error_kind), outcome.error_message)
+                if isinstance(outcome, DiscussionPaused):
+                    paused.append(outcome)
+                    raise ProviderError(ErrorKind.BAD_REQUEST, not_started)
+                return outcome.content
+
+            return run
+
+        tasks = [FanoutTask(t.speaker.name, t.speaker.model or "", call(t.speaker, t)) for t in turns]  # type: ignore[attr-defined]
+        try:
+            outcome = await fan_out(tasks)
+        except AllFailed as err:
+            outcome = FanoutOutcome(err.results)
+        report = StepReport(
+            discussion_id=self.discussion_id,
+            step="opening statements",
+            succeeded=[r.participant for r in outcome.successes],
+            failed=[
+                {"participant": r.participant, "error": r.error_message or ""}
+                for r in outcome.failures
+                if r.error_message != not_started
+            ],
+            warning=(
+                "Every agent failed the opening statements, so the discussion stops here."
+                if not outcome.successes and not paused
+                else outcome.warning
+            ),
+        )
+        await self.bus.publish(await run_db(self._append, report))
+        if paused:
+            return paused[0]
+        if not outcome.successes:
+            done = await run_db(self._finish, [t.speaker for t in turns])
+            assert done is not None
+            await self.bus.publish(done)
+            return done
+        return None
+
+    def _refresh_transcript(self) -> None:
+        with session_scope() as s:
+            self._read_new_messages(s)
+
     async def _run_turn(
-        self, discussion: Discussion, agent: Participant, turn: Turn, system: str
-    ) -> DiscussionPaused | None:
-        """Run one agent turn; returns the pause event instead when a budget stops it before the call."""
+        self,
+        discussion: Discussion,
+        agent: Participant,
+        turn: Turn,
+        system: str,
+        *,
+        before: list[tuple[int, str, str, str, int | None]] | None = None,
+    ) -> DiscussionPaused | TurnCompleted | TurnFailed:
+        """Run one agent turn and return how it ended (or the pause event when a budget stops it first).
+
+        `before` freezes what the agent sees (opening statements must not see each other).
+        """
         started_turn = await run_db(self._start_turn, turn)
         if isinstance(started_turn, DiscussionPaused):
             await self.bus.publish(started_turn)
             return started_turn
         message_id, started, transcript = started_turn
+        if before is not None:
+            transcript = [
+                TranscriptEntry(author=author, content=content, author_kind=kind, is_self=pid == agent.id)  # type: ignore[arg-type]
+                for _seq, author, content, kind, pid in before
+            ]
         assert agent.id is not None
         await self.bus.publish(started)
         live = LiveTurn(start_seq=started.seq, participant_id=agent.id, author_name=agent.name)
@@ -435,16 +522,13 @@ class Engine:
                 ErrorKind.TIMEOUT,
                 f"No complete reply within {settings.hard_deadline_s:.0f} s, so the call was cancelled.",
             )
-            await self._record_failure(message_id, started.seq, agent, error, live, t0)
-            return None
+            return await self._record_failure(message_id, started.seq, agent, error, live, t0)
         except ProviderError as error:
-            await self._record_failure(message_id, started.seq, agent, error, live, t0)
-            return None
+            return await self._record_failure(message_id, started.seq, agent, error, live, t0)
         except Exception as exc:  # a bug or an SDK surprise must not kill the discussion
             log.exception("discussion %s: unexpected error in %s's turn", self.discussion_id, agent.name)
             error = ProviderError(ErrorKind.SERVER, f"Unexpected error: {type(exc).__name__}: {exc}")
-            await self._record_failure(message_id, started.seq, agent, error, live, t0)
-            return None
+            return await self._record_failure(message_id, started.seq, agent, error, live, t0)
         finally:
             retry_policy.on_retry.reset(token)
             slow_watch.cancel()
@@ -467,7 +551,7 @@ class Engine:
         self.totals.tokens += completion.usage.input_tokens + completion.usage.output_tokens
         self.totals.cost_usd += done.cost_usd
         await self.bus.publish(done)
-        return None
+        return done
 
     async def _fit(
         self,
@@ -541,7 +625,7 @@ class Engine:
 
     async def _record_failure(
         self, message_id: int, start_seq: int, agent: Participant, error: ProviderError, live: LiveTurn, t0: float
-    ) -> None:
+    ) -> TurnFailed:
         """Mark the turn failed with its reason (visible to every viewer); the discussion goes on."""
         latency = int((time.monotonic() - t0) * 1000)
         failed = await run_db(self._fail_turn, message_id, start_seq, agent, error, live.text, latency)
@@ -556,3 +640,4 @@ class Engine:
         self.totals.failed += 1
         log.warning("discussion %s: %s's turn failed: %s", self.discussion_id, agent.name, error)
         await self.bus.publish(failed)
+        return failed

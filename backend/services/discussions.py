@@ -129,6 +129,7 @@ def create_discussion(
     max_tokens_per_turn: int | None = None,
     budget_tokens: int | None = None,
     budget_usd: float | None = None,
+    parallel_openings: bool = False,
 ) -> Discussion:
     """Validate everything first, then create the discussion, its agents and its opening question at once."""
     topic = topic.strip()
@@ -146,6 +147,7 @@ def create_discussion(
             max_tokens_per_turn=max_tokens_per_turn or get_settings().max_tokens_per_turn,
             budget_tokens=budget_tokens,
             budget_usd=budget_usd,
+            parallel_openings=parallel_openings,
         )
         session.add(discussion)
         session.flush()

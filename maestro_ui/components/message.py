@@ -16,6 +16,7 @@ def _author(name, kind) -> rx.Component:
             kind,
             ("agent", rx.icon("bot", size=16)),
             ("summary", rx.icon("scroll_text", size=16)),
+            ("report", rx.icon("triangle_alert", size=16, color="var(--amber-9)")),
             rx.icon("user", size=16),
         ),
         rx.text(name, weight="bold", size="2"),
@@ -74,7 +75,11 @@ def message_bubble(m: MessageRow) -> rx.Component:
         class_name="message " + m["kind"] + " " + m["status"],
         width="100%",
         background=rx.match(
-            m["kind"], ("human", "var(--accent-2)"), ("summary", "var(--gray-2)"), "var(--color-panel)"
+            m["kind"],
+            ("human", "var(--accent-2)"),
+            ("summary", "var(--gray-2)"),
+            ("report", "var(--amber-2)"),
+            "var(--color-panel)",
         ),
     )
 

@@ -36,6 +36,7 @@ class NewDiscussionState(rx.State):
     rounds: str = "2"
     budget_tokens: str = ""
     budget_usd: str = ""
+    parallel_openings: bool = False
     agents: list[AgentDraft] = []
     personas: list[Option] = []
     providers: list[Option] = []
@@ -68,6 +69,11 @@ class NewDiscussionState(rx.State):
     def set_rounds(self, value: str):
         """Keep the number of rounds."""
         self.rounds = value
+
+    @rx.event
+    def set_parallel_openings(self, value: bool):
+        """Choose independent opening statements for round 1."""
+        self.parallel_openings = value
 
     @rx.event
     def set_budget_tokens(self, value: str):
@@ -139,6 +145,7 @@ class NewDiscussionState(rx.State):
                     created_by="Host",
                     budget_tokens=budget_tokens,
                     budget_usd=budget_usd,
+                    parallel_openings=self.parallel_openings,
                 )
             )
         except InputError as err:
@@ -270,6 +277,13 @@ def new_page() -> rx.Component:
                 align="center",
             ),
             _error("rounds"),
+            rx.checkbox(
+                "Independent opening statements: in round 1 every agent answers at once, without seeing the others",
+                checked=NewDiscussionState.parallel_openings,
+                on_change=NewDiscussionState.set_parallel_openings,
+                id="parallel-openings",
+                size="2",
+            ),
             rx.flex(
                 rx.text("Budget", weight="bold", size="2"),
                 rx.input(

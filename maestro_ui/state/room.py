@@ -24,6 +24,7 @@ from backend.events.schema import (
     HumanMessagePosted,
     RoomEvent,
     RunStarted,
+    StepReport,
     TurnCompleted,
     TurnFailed,
     TurnRetryRequested,
@@ -354,6 +355,23 @@ class RoomState(rx.State):
                     agent["status"], agent["detail"] = "failed", ""
                     agent["error"] = event.error_message
             self._upsert(row)
+        elif isinstance(event, StepReport):
+            if event.failed or event.warning:
+                failures = "\n".join(f"- **{f['participant']}**: {f['error']}" for f in event.failed)
+                self._upsert(
+                    MessageRow(
+                        id=-event.seq,
+                        author=f"Maestro · {event.step}",
+                        kind="report",
+                        provider_label="",
+                        model="",
+                        round=0,
+                        content=f"{event.warning or ''}\n\n{failures}".strip(),
+                        status="complete",
+                        error="",
+                        meta=f"{len(event.succeeded)} of {len(event.succeeded) + len(event.failed)} agents answered",
+                    )
+                )
         elif isinstance(event, ContextSummarised):
             self._upsert(
                 MessageRow(

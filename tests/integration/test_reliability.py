@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from backend.config import get_settings
 from backend.db import session_scope
-from backend.events.schema import DiscussionPaused, TurnFailed, TurnStatus
+from backend.events.schema import DiscussionPaused, RunStarted, TurnFailed, TurnStatus
 from backend.models import Discussion, Message
 from backend.orchestrator.runner import Runner
 from backend.providers import registry
@@ -164,11 +164,7 @@ async def test_a_transcript_over_the_context_window_is_summarised_once_and_reuse
     summaries = []
 
     def reply(request):
-        if (
-            request.system.startswith("You summarise")
-            or "Summarise" in request.system
-            or "summar" in request.system.lower()
-        ):
+        if request.system == _SUMMARY_SYSTEM:
             summaries.append(request)
             return "Summary: Architect and Security both favour Postgres."
         return long_reply
@@ -187,3 +183,54 @@ async def test_a_transcript_over_the_context_window_is_summarised_once_and_reuse
     assert later, "later turns should carry the summary instead of the old turns"
     with session_scope() as s:
         assert s.get(Discussion, did).status == "completed"
+
+
+async def test_opening_statements_run_concurrently_unseen_and_report_a_partial_council(database, bus, scripted):
+    from backend.events.schema import StepReport
+
+    did = _discussion(n_agents=3, rounds=2, parallel_openings=True)
+    seen_by: dict[str, list[list[str]]] = {}
+
+    def reply_as(name: str):
+        def reply(request):
+            seen_by.setdefault(name, []).append([e.author for e in request.transcript if e.author_kind != "system"])
+            return f"{name} speaks."
+
+        return reply
+
+    providers = {
+        "Architect": ScriptedProvider(reply_as("Architect"), token_delay=0.3),
+        "Security": ScriptedProvider(
+            reply_as("Security"),
+            fail_with=ProviderError(ErrorKind.RATE_LIMITED, "Too many requests."),
+            fail_after_tokens=0,
+        ),
+        "Product": ScriptedProvider(reply_as("Product"), token_delay=0.3),
+    }
+    seen = await _run(bus, did, lambda a: providers[a.name])
+    report = next(e for e in seen if isinstance(e, StepReport))
+    assert report.succeeded == ["Architect", "Product"]
+    assert report.failed == [{"participant": "Security", "error": "Too many requests."}]
+    assert "partial council" in report.warning
+    # The two 0.6 s openings (2 words x 0.3 s each) ran side by side: the step took about 0.6 s, not 1.2 s.
+    started = next(e for e in seen if isinstance(e, RunStarted))
+    assert (report.at - started.at).total_seconds() < 1.0
+    # Openings saw only the question; round 2 saw every opening that succeeded (in the order they finished).
+    assert seen_by["Architect"][0] == ["Host"] and seen_by["Product"][0] == ["Host"]
+    assert seen_by["Product"][1][0] == "Host" and set(seen_by["Product"][1][1:3]) == {"Architect", "Product"}
+    with session_scope() as s:
+        assert s.get(Discussion, did).status == "completed"
+
+
+async def test_every_opening_failing_stops_the_discussion_as_failed(database, bus, scripted):
+    from backend.events.schema import StepReport
+
+    did = _discussion(n_agents=2, rounds=2, parallel_openings=True)
+    broken = ScriptedProvider(["x"], fail_with=ProviderError(ErrorKind.AUTH, "Bad key."))
+    seen = await _run(bus, did, lambda a: broken)
+    report = next(e for e in seen if isinstance(e, StepReport))
+    assert report.succeeded == [] and len(report.failed) == 2
+    assert "Every agent failed" in report.warning
+    assert broken.calls == 2  # round 2 never ran
+    with session_scope() as s:
+        assert s.get(Discussion, did).status == "failed"
