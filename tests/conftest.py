@@ -76,3 +76,12 @@ def bus():
     set_bus(b)
     yield b
     set_bus(None)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the browser tests last.
+
+    Playwright's sync API keeps an event loop running in the main thread while its browser is open; any
+    pytest-asyncio test scheduled after that would fail with "cannot be called from a running event loop".
+    """
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
