@@ -72,6 +72,21 @@ class _Handler(BaseHTTPRequestHandler):
     def _write_chunk(self, data: bytes) -> None:
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
+    def do_GET(self) -> None:
+        """`GET /r{rate}/v1/models`: what the preflight checklist asks an OpenAI-compatible server."""
+        if re.fullmatch(r"/r(\d+(?:\.\d+)?)/v1/models", self.path):
+            status, body = (
+                200,
+                b'{"object": "list", "data": [{"id": "bench-model", "object": "model", "owned_by": "bench"}]}',
+            )
+        else:
+            status, body = 404, b'{"error": {"message": "no route", "type": "invalid_request_error"}}'
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         m = re.fullmatch(r"/r(\d+(?:\.\d+)?)/v1/chat/completions", self.path)

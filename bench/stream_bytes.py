@@ -376,7 +376,12 @@ def run_rate(tabs: list[Tab], app: App, server: StreamServer, rate: float, args,
 
     discussion = create_discussion(
         topic=f"Streaming benchmark at {rate:g} tokens/s: how should the room scale?",
-        agents=[AgentSpec("architect", "openai_compatible", "bench-model", server.base_url(rate))],
+        # Two agents because preflight requires two; only the first reply is measured (counting stops when
+        # it completes in every tab), the second merely keeps the discussion realistic.
+        agents=[
+            AgentSpec("architect", "openai_compatible", "bench-model", server.base_url(rate)),
+            AgentSpec("security", "openai_compatible", "bench-model", server.base_url(rate)),
+        ],
         rounds=1,
         max_tokens_per_turn=args.max_tokens,
     )
@@ -391,7 +396,7 @@ def run_rate(tabs: list[Tab], app: App, server: StreamServer, rate: float, args,
         tab.counting = True
     t0 = time.monotonic()
     tabs[0].page.click("#run-agents")
-    completed = "document.querySelector('#room-status')?.innerText.trim() === 'completed'"
+    completed = "document.querySelectorAll('#discussion .message.agent.complete').length >= 1"
     timeout_ms = int((args.tokens / (rate or 1000) + 120) * 1000)
     for tab in tabs:
         tab.page.wait_for_function(completed, timeout=timeout_ms, polling=100)
@@ -401,14 +406,16 @@ def run_rate(tabs: list[Tab], app: App, server: StreamServer, rate: float, args,
         tab.counting = False
     with session_scope() as s:
         agent_msg = s.exec(
-            select(Message).where(Message.discussion_id == did, Message.turn_key.is_not(None))  # type: ignore[union-attr]
-        ).one()
+            select(Message)
+            .where(Message.discussion_id == did, Message.turn_key.is_not(None))  # type: ignore[union-attr]
+            .order_by(Message.id)  # type: ignore[arg-type]
+        ).first()
         final_text, status = agent_msg.content, agent_msg.status
     if status != "complete" or final_text != reply:
         raise RuntimeError(f"rate {rate:g}: the stored reply is {status} with {len(final_text)} chars")
     results = []
     for tab in tabs:
-        body = tab.page.locator("#discussion .message.agent .msg-body")
+        body = tab.page.locator("#discussion .message.agent.complete .msg-body").first
         shown = body.inner_text() if body.count() == 1 else ""
         ok = normalise(shown) == normalise(reply)
         results.append(analyse(tab, reply, ok, len(shown)))

@@ -3,7 +3,8 @@
 This is what every open tab runs (DESIGN decision 3), kept free of Reflex so it can be tested directly.
 It yields `Batch`es: persisted events in seq order with no gap, duplicate or reordering (a gap is filled
 from the database; a duplicate is dropped), plus the streamed text of turns in flight coalesced per turn
-as (start offset, new text) since the previous batch, so a viewer receives each character once. A viewer
+as (start offset, new text) since the previous batch, so a viewer receives each character once. Text is
+flushed when a frame's worth has arrived or 200 ms after it came, whichever is first. A viewer
 that joins mid-stream, or that missed deltas, gets the turn's full text so far with start 0.
 """
 
@@ -59,13 +60,15 @@ class Follower:
         after_seq: int,
         bus: Bus,
         live_source: LiveSource = no_live_text,
-        flush_interval: float = 0.05,
+        flush_interval: float = 0.2,
+        min_flush_chars: int = 256,
     ) -> None:
         self.discussion_id = discussion_id
         self.last_seq = after_seq
         self.bus = bus
         self.live_source = live_source
         self.flush_interval = flush_interval
+        self.min_flush_chars = min_flush_chars
         self._sub: Subscription | None = None
         self._queue: asyncio.Queue[RoomEvent | BaseException] = asyncio.Queue()
         self._pump: asyncio.Task | None = None
@@ -157,6 +160,20 @@ class Follower:
         start, text = self._pending.deltas.get(delta.start_seq, (self._sent[delta.start_seq], ""))
         self._pending.deltas[delta.start_seq] = (start, text + tail)
 
+    def _worth_flushing(self) -> bool:
+        """Whether buffered text should go now rather than wait for the flush interval.
+
+        Each flush costs the page a frame of a few hundred bytes of envelope, so text is sent when there is
+        enough of it to be worth a frame, or when it is a turn's first text (time to first token matters),
+        and otherwise at most `flush_interval` after it arrived.
+        """
+        for start_seq, (start, text) in self._pending.deltas.items():
+            if start == 0 and self._sent.get(start_seq, 0) == 0 and text:
+                return True
+            if len(text) >= self.min_flush_chars:
+                return True
+        return False
+
     def _take(self) -> Batch:
         batch, self._pending = self._pending, Batch()
         for start_seq, (start, text) in batch.deltas.items():
@@ -184,8 +201,8 @@ class Follower:
                     await self._subscribe()  # lagged: re-read the log, resend turns in flight
                 else:
                     await self._handle(item)
-                if self._pending.events:
-                    break  # persisted events go out at once
+                if self._pending.events or self._worth_flushing():
+                    break  # persisted events, a turn's first text, or a frame's worth of text go out at once
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
