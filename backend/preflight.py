@@ -264,7 +264,13 @@ async def _check_target(target: _Target, timeout_s: float, fresh: bool) -> Check
     cache_key = (provider, url, _fingerprint(api_key))
     if not fresh and (hit := _cache.get(cache_key)) is not None:
         return item(*hit, cached=True)
-    status, detail = await _probe(provider, url_override, url, api_key, timeout_s)
+    # Single flight: viewers opening the room together share one probe instead of each calling the server.
+    probe = _inflight.get(cache_key)
+    if probe is None:
+        probe = asyncio.ensure_future(_probe(provider, url_override, url, api_key, timeout_s))
+        _inflight[cache_key] = probe
+        probe.add_done_callback(lambda _f: _inflight.pop(cache_key, None))
+    status, detail = await asyncio.shield(probe)
     _cache.put(cache_key, (status, detail), SUCCESS_TTL_S if status == "pass" else FAILURE_TTL_S)
     log.info("preflight %s at %s: %s (%s)", provider, url, status, detail)
     return item(status, detail)
@@ -399,3 +405,4 @@ class _TTLCache:
 
 _clock = time.monotonic  # tests move time forward by replacing this
 _cache = _TTLCache()
+_inflight: dict[tuple, asyncio.Future] = {}

@@ -1,8 +1,8 @@
 """RoomState: one tab's view of a discussion, built only from the event log (DESIGN decision 3).
 
-On load the tab starts a background follower that replays every persisted event from seq 0, then applies
-live ones; so the state after a reconnect equals a fresh load. Reflex cancels the follower when the tab
-closes, reloads or navigates away.
+On load the tab starts a background follower that replays persisted events (from seq 0, or after the last one
+it applied when it reconnects), then applies live ones; events apply idempotently, so the state after a
+reconnect equals a fresh load. Reflex cancels the follower when the tab closes, reloads or navigates away.
 """
 
 from __future__ import annotations
@@ -130,6 +130,7 @@ class RoomState(rx.State):
     offline_hint: str = OFFLINE_HINT
 
     _did: int = 0
+    _last_seq: int = 0  # the last persisted event applied to this view
     _started_at: dict[int, float] = {}  # participant id -> monotonic start of its current turn
     _cost: dict[int, float] = {}
 
@@ -157,13 +158,22 @@ class RoomState(rx.State):
 
     @rx.event
     async def on_load(self):
-        """Reset the view and start following this discussion's log from the beginning."""
+        """Start following this discussion's log: from the beginning, or from the last seen event on a reconnect.
+
+        Reflex runs on_load again when a tab reconnects or reloads; the view it already has stays on screen
+        and only what happened meanwhile is applied (turns in flight are resent whole), so nothing flashes.
+        """
         try:
             did = int(self.discussion_id)  # type: ignore[attr-defined]
             discussion = await run_db(discussions.get_discussion, did)
         except (ValueError, NotFound):
             self.found = False
             return
+        if self._did == did and self._last_seq > 0:
+            if self.status in ("draft", "paused"):
+                return [RoomState.follow, RoomState.run_checks(False)]
+            return RoomState.follow
+        self._last_seq = 0
         participants = await run_db(discussions.list_participants, did)
         self.found = True
         self._did = did
@@ -229,10 +239,10 @@ class RoomState(rx.State):
     async def follow(self):
         """Apply the log, then live events, until Reflex cancels this task (tab closed or navigated)."""
         async with self:
-            did, token = self._did, self.router.session.client_token
+            did, token, after = self._did, self.router.session.client_token, self._last_seq
         if not did:
             return
-        follower = Follower(did, after_seq=0, bus=get_bus(), live_source=get_runner().live_text)
+        follower = Follower(did, after_seq=after, bus=get_bus(), live_source=get_runner().live_text)
         _FOLLOWERS[token] = follower
         try:
             with viewer_active():
@@ -258,6 +268,7 @@ class RoomState(rx.State):
     async def _apply(self, batch: Batch) -> None:
         live = await self.get_state(LiveState)
         for event in batch.events:
+            self._last_seq = max(self._last_seq, event.seq)
             self._apply_event(event, live)
         for start_seq, (start, text) in batch.deltas.items():
             key = f"t{start_seq}"

@@ -194,3 +194,134 @@ def discussion_rows(ctx: BrowserContext) -> list[tuple[str, str]]:
     ]
     page.close()
     return rows
+
+
+# --- connection loss (tests/e2e/test_reconnect_e2e.py) ----------------------------------------------------
+
+# Records, with page timestamps, what the page's websockets did (new/open/close/error, frames received), the
+# browser's online/offline events, and every time the transcript changed: its `msg-<id>` list, so a test can
+# check that no intermediate render showed a duplicate or an order the final transcript does not have.
+# Installed as an init script, before the app's bundle (engine.io captures `WebSocket` when it loads).
+CONNECTION_RECORDER_JS = """
+(() => {
+  const log = (window.__connLog = []);
+  const now = () => Date.now();
+  window.__wsFrames = 0;
+  const Native = window.WebSocket;
+  class RecordedWebSocket extends Native {
+    constructor(...args) {
+      super(...args);
+      log.push({t: now(), ev: 'new'});
+      this.addEventListener('open', () => log.push({t: now(), ev: 'open'}));
+      this.addEventListener('close', (e) => log.push({t: now(), ev: 'close', code: e.code}));
+      this.addEventListener('error', () => log.push({t: now(), ev: 'error'}));
+      this.addEventListener('message', () => { window.__wsFrames += 1; });
+    }
+  }
+  window.WebSocket = RecordedWebSocket;
+  addEventListener('offline', () => log.push({t: now(), ev: 'offline'}));
+  addEventListener('online', () => log.push({t: now(), ev: 'online'}));
+
+  const views = (window.__transcriptViews = []);
+  const snap = () => {
+    const root = document.getElementById('discussion');
+    if (!root) return;
+    const ids = [...root.querySelectorAll('.message')].map(e => e.id);
+    const last = views[views.length - 1];
+    if (!last || last.ids.join() !== ids.join()) views.push({t: now(), ids});
+  };
+  new MutationObserver(snap).observe(document, {subtree: true, childList: true});
+})();
+"""
+
+
+def connection_log(page: Page) -> list[dict]:
+    return page.evaluate("() => window.__connLog || []")
+
+
+def frames_received(page: Page) -> int:
+    return page.evaluate("() => window.__wsFrames || 0")
+
+
+def transcript_views(page: Page) -> list[dict]:
+    """Every distinct `msg-<id>` list the page rendered, in order, with its page timestamp (`t`, ms)."""
+    return page.evaluate("() => window.__transcriptViews || []")
+
+
+def message_ids(page: Page) -> list[str]:
+    return page.eval_on_selector_all("#discussion .message", "els => els.map(e => e.id)")
+
+
+def page_now(page: Page) -> int:
+    return page.evaluate("() => Date.now()")
+
+
+def post_message(page: Page, name: str, text: str) -> None:
+    """Post through the composer as `name` and wait until the message is in this page's transcript."""
+    before = page.locator("#discussion .message.human").count()
+    fill(page, page.locator("#my-name"), name)
+    fill(page, page.locator("#composer-input"), text)
+    page.click("#send-btn")
+    expect(page.locator("#discussion .message.human")).to_have_count(before + 1)
+    expect(page.locator("#composer-input")).to_have_value("")
+
+
+# Records every distinct text each .stream-text showed, per stream key (a MutationObserver, like
+# STREAM_RECORDER_JS). Two pages that saw the same turn must have shown texts that are prefixes of each other:
+# anything else is a gap, a duplicated or a reordered piece of streamed text.
+STREAM_TEXT_RECORDER_JS = """
+(() => {
+  window.__streamTexts = {};
+  const record = () => {
+    for (const el of document.querySelectorAll('.stream-text')) {
+      const key = el.dataset.streamKey || '?';
+      const text = el.textContent || '';
+      const seen = (window.__streamTexts[key] = window.__streamTexts[key] || []);
+      if (text && seen[seen.length - 1] !== text) seen.push(text);
+    }
+  };
+  new MutationObserver(record).observe(document, {subtree: true, childList: true, characterData: true});
+})();
+"""
+
+
+def stream_texts(page: Page) -> dict[str, list[str]]:
+    return page.evaluate("() => window.__streamTexts || {}")
+
+
+def inconsistent_stream_texts(*pages_texts: dict[str, list[str]]) -> list[str]:
+    """Problems found comparing the stream texts recorded by STREAM_TEXT_RECORDER_JS on several pages.
+
+    Within a page a turn's text only grows (each text is a prefix of the next); across pages any two texts
+    of the same turn are prefixes of one another.
+    """
+    from itertools import pairwise
+
+    problems: list[str] = []
+    for i, texts in enumerate(pages_texts):
+        for key, seq in texts.items():
+            for before, after in pairwise(seq):
+                if not after.startswith(before):
+                    problems.append(f"page {i} {key}: {before!r} then {after!r}")
+    keys = set().union(*(t.keys() for t in pages_texts))
+    for key in sorted(keys):
+        longest = [max(t.get(key, [""]), key=len) for t in pages_texts]
+        for i, x in enumerate(longest):
+            for j, y in enumerate(longest[i + 1 :], i + 1):
+                if not (x.startswith(y) or y.startswith(x)):
+                    problems.append(f"{key}: page {i} showed {x!r}, page {j} showed {y!r}")
+    return problems
+
+
+def metric(base_url: str, name: str) -> float | None:
+    """The value of an unlabelled metric on the app's GET /metrics, or None without that route or metric."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as resp:
+            body = resp.read().decode()
+    except (urllib.error.URLError, OSError):
+        return None
+    match = re.search(rf"^{re.escape(name)} (\S+)$", body, re.M)
+    return float(match.group(1)) if match else None

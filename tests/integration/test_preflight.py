@@ -360,3 +360,14 @@ def test_score_is_the_share_of_applicable_items_passing():
 async def test_an_unknown_discussion_is_not_found(sqlite_db):
     with pytest.raises(NotFound):
         await run_preflight(999_999)
+
+
+async def test_viewers_checking_at_once_share_one_probe(sqlite_db) -> None:
+    import asyncio
+
+    with WireServer(S.models_route, [S.models()]) as server:
+        url = f"{server.url}/v1"
+        did = create(compatible(url), compatible(url, "security"))
+        results = await asyncio.gather(*(run_preflight(did, timeout_s=TIMEOUT) for _ in range(4)))
+    assert all(r.ready for r in results)
+    assert len(server.requests) == 1
