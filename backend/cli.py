@@ -136,7 +136,7 @@ async def _debate(topic: str, agents: list[tuple[str, str, str, str | None]], ro
     extra = f", {failures} failed turn{'s' * (failures != 1)}" if failures else ""
     console.print(
         f"{mark} {finished.status.capitalize()} ({finished.elapsed_s:.1f}s, {len(agent_rows)} agents, "
-        f"{rounds} rounds, ${finished.total_cost_usd:.3f}{extra})"
+        f"{rounds} round{'s' * (rounds != 1)}, ${finished.total_cost_usd:.3f}{extra})"
     )
     return 0 if finished.status == "completed" else 1
 
@@ -170,6 +170,22 @@ def personas() -> None:
     prepare_database()
     for p in list_personas():
         console.print(f"[bold]{p.key}[/]  {escape(p.name)} — [dim]{escape(p.description)}[/]")
+
+
+@app.command()
+def worker(
+    interval: float | None = typer.Option(
+        None, min=0.01, help="Seconds between janitor passes (default: MAESTRO_JANITOR_INTERVAL_S or half the lease)."
+    ),
+    log_level: str | None = typer.Option(
+        None, help="DEBUG, INFO, WARNING or ERROR (default: MAESTRO_LOG_LEVEL or INFO)."
+    ),
+    metrics_port: int | None = typer.Option(None, help="Also serve Prometheus /metrics on 127.0.0.1:PORT."),
+) -> None:
+    """Run discussion engines headless: resume unfinished discussions and pick up new ones until SIGTERM."""
+    from backend.worker import main
+
+    main(interval, log_level, metrics_port)
 
 
 if __name__ == "__main__":

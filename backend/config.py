@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     hard_deadline_s: float = Field(default=180.0, alias="MAESTRO_HARD_DEADLINE_S")
     # How long a runner's lease on a discussion lasts without a heartbeat.
     lease_seconds: float = Field(default=15.0, alias="MAESTRO_LEASE_SECONDS")
+    # How often a runner's janitor looks for discussions to resume or pick up (default: half the lease).
+    janitor_interval_s: float | None = Field(default=None, gt=0, alias="MAESTRO_JANITOR_INTERVAL_S")
 
 
 @lru_cache

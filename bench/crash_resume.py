@@ -4,7 +4,9 @@ Worker processes (`python -m backend.worker`) run discussions whose agents talk 
 server (real wire format, each reply streamed in --chunks pieces --gap s apart; every call counted per
 (discussion, agent, round)). The drill starts a worker, waits for a moment picked at random, kills it with
 SIGKILL, and starts the next one, --kills times; it keeps --discussions discussions unfinished all along,
-creating a new one (marked running, as Run Agents leaves it) whenever one completes. Kill moments:
+creating a new one (marked running, as Run Agents leaves it) whenever one completes; about half of them open
+with round 1 as a concurrent fan-out (parallel opening statements), so several calls are in flight at once.
+Kill moments:
 
     at start     a random instant in the first 1.5 s: importing, migrating, taking leases, loading
     mid-stream   a random instant inside a reply being streamed
@@ -19,7 +21,7 @@ calls in flight at the kills (a call the server received for a turn not complete
 the wall time. Exit status 1 unless it is 100 % resumed, 0 lost, 0 duplicated and repeated == in flight.
 
     . .venv/bin/activate
-    python bench/crash_resume.py                 # 50 kills on SQLite, about 3-4 minutes
+    python bench/crash_resume.py                 # 50 kills on SQLite, 1.5-3 minutes
     python bench/crash_resume.py --postgres      # the same on a temp Postgres database (127.0.0.1:5432)
     python bench/crash_resume.py --kills 10 -v   # fewer kills, one line per kill
 """
@@ -87,11 +89,12 @@ class Drill:
         self.server = CrashDrillServer(chunks=args.chunks, gap=args.gap)
         self.reply_s = (args.chunks + 4) * args.gap  # how long one reply takes to stream
         self.discussions: list[int] = []
+        self.parallel: set[int] = set()  # those with parallel opening statements
         self.killed_unfinished: set[int] = set()  # discussions that were unfinished at some kill
         self.kills: Counter[str] = Counter()  # by mode
         self.landed: Counter[str] = Counter()  # by where the kill landed
-        self.in_flight_at_kills = 0
-        self.seen_calls = 0  # calls before this index belong to dead workers
+        self.spawned_at: list[float] = []  # when each worker was started
+        self.after_kill: list[tuple[float, set]] = []  # per kill: when, and the turns complete right after it
         self.workers = 0
 
     # --- pieces -----------------------------------------------------------------------------------------
@@ -105,15 +108,22 @@ class Drill:
         personas = PERSONAS[: self.args.agents]
         for _ in range(self.args.discussions - len(unfinished)):
             topic = f"Drill {len(self.discussions) + 1} ({uuid.uuid4().hex[:6]}): which queue for Apollo?"
-            did = create_drill_discussion(self.server.base_url, topic, personas, self.args.rounds)
+            parallel = self.rng.random() < self.args.parallel_openings
+            did = create_drill_discussion(
+                self.server.base_url, topic, personas, self.args.rounds, parallel_openings=parallel
+            )
             mark_running(did)
             self.discussions.append(did)
+            if parallel:
+                self.parallel.add(did)
 
     def spawn(self):
         from tests.integration.crash_harness import WorkerProcess
 
         self.workers += 1
-        return WorkerProcess(self.env, self.workdir / f"worker{self.workers:03d}.log")
+        worker = WorkerProcess(self.env, self.workdir / f"worker{self.workers:03d}.log")
+        self.spawned_at.append(worker.started)
+        return worker
 
     def wait_for_moment(self, worker, mode: str) -> str:
         """Sleep until the kill moment of `mode`; returns what was waited for (or 'timeout')."""
@@ -147,16 +157,15 @@ class Drill:
             return "timeout"
         return mode
 
-    def account_kill(self, spawned_runs: int) -> tuple[int, str]:
-        """After a kill: the calls that dead worker left in flight, and where the kill landed."""
-        from tests.integration.crash_harness import complete_turns, count_events, statuses
+    def account_kill(self, spawned_runs: int, killed_at: float) -> tuple[int, str]:
+        """After a kill: the calls that worker left in flight (so far), and where the kill landed."""
+        from tests.integration.crash_harness import complete_turns, count_events, statuses, wait_for
 
-        time.sleep(0.15)  # a request already on the wire still reaches the server now
-        calls = self.server.snapshot()
-        new, self.seen_calls = calls[self.seen_calls :], len(calls)
-        complete = complete_turns(self.discussions)
-        in_flight = {c.key for c in new} - complete
-        self.in_flight_at_kills += len(in_flight)
+        # Every request the dead worker sent is counted once the server has accepted and read them all.
+        wait_for(self.server.idle, 10, "the server to drain the dead worker's connections", every=0.01)
+        complete = complete_turns(self.discussions)  # fixed until the next worker runs
+        self.after_kill.append((killed_at, complete))
+        in_flight = {c.key for c in self.server.snapshot() if c.started >= self.spawned_at[-1]} - complete
         state = statuses(self.discussions)
         self.killed_unfinished |= {d for d, s in state.items() if s not in ("completed", "failed")}
         if in_flight:
@@ -183,8 +192,9 @@ class Drill:
                 mode = self.rng.choice(MODES)
                 waited = self.wait_for_moment(worker, mode)
                 alive, lived = worker.alive(), time.monotonic() - worker.started
+                killed_at = time.monotonic()
                 worker.kill()
-                in_flight, landed = self.account_kill(runs_before)
+                in_flight, landed = self.account_kill(runs_before, killed_at)
                 self.kills[mode if waited != "timeout" else f"{mode} (timed out)"] += 1
                 if args.verbose:
                     print(
@@ -207,11 +217,42 @@ class Drill:
                 print(f"!! {exc}")
             rc = final.terminate()
             calls = self.server.counts()
+            per_kill, late = self.in_flight_at_kills()
+            self.explain_mismatches(per_kill, t0)
         wall = time.monotonic() - t0
-        return self.report([audit(d) for d in self.discussions], calls, rc, wall)
+        in_flight = sum(len(keys) for keys in per_kill)
+        return self.report([audit(d) for d in self.discussions], calls, rc, wall, (in_flight, late))
 
-    def report(self, audits, calls, final_rc: int, wall: float) -> bool:
+    def in_flight_at_kills(self) -> tuple[list[set], int]:
+        """Per kill, the turns whose call the dead worker had made and not completed (each worker's calls are
+        those the server received between its start and the next worker's: the drill waits for the server to
+        drain a dead worker's connections before starting the next); also how many of those calls reached the
+        server only after the kill."""
+        calls = self.server.snapshot()
+        bounds = [*self.spawned_at, float("inf")]
+        per_kill = []
+        late = 0
+        for k, (killed_at, complete) in enumerate(self.after_kill):
+            mine = [c for c in calls if bounds[k] <= c.started < bounds[k + 1]]
+            per_kill.append({c.key for c in mine} - complete)
+            late += sum(c.started > killed_at for c in mine)
+        return per_kill, late
+
+    def explain_mismatches(self, per_kill: list[set], t0: float) -> None:
+        """Print every turn called a different number of times than 1 + the kills that caught it in flight."""
+        caught = Counter(k for keys in per_kill for k in keys)
+        for key, n in self.server.counts().items():
+            if n - 1 != caught[key]:
+                starts = [f"{c.started - t0:.2f}" for c in self.server.snapshot() if c.key == key]
+                kills = [
+                    f"{at - t0:.2f}" for (at, _), keys in zip(self.after_kill, per_kill, strict=True) if key in keys
+                ]
+                spawns = [f"{t - t0:.2f}" for t in self.spawned_at]
+                print(f"!! {key}: {n} calls at {starts}; in flight at the kills at {kills}; workers started {spawns}")
+
+    def report(self, audits, calls, final_rc: int, wall: float, flights: tuple[int, int]) -> bool:
         args = self.args
+        in_flight, late = flights
         turns = {t for a in audits for t in a.turns.values()}
         lost = sum(len(a.lost) for a in audits)
         duplicated = sum(len(a.duplicated) for a in audits)
@@ -234,7 +275,7 @@ class Drill:
         pct = 100 * len(resumed) / len(self.killed_unfinished) if self.killed_unfinished else 100.0
         print(
             f"resumed:      {len(resumed)}/{len(self.killed_unfinished)} discussions unfinished at a kill ({pct:.0f} %);"
-            f" completed {len(completed)}/{len(audits)} discussions"
+            f" completed {len(completed)}/{len(audits)} discussions ({len(self.parallel)} with parallel openings)"
         )
         print(f"turns:        {len(turns)}")
         print(f"lost:         {lost}")
@@ -242,15 +283,16 @@ class Drill:
         print(f"also:         wrong content {wrong}, seq gaps {gaps}, discussion_finished != 1: {bad_finish}")
         print(
             f"model calls:  {total_calls} = {len(turns) - uncalled} turns + {repeated} repeated;"
-            f" in flight at the kills: {self.in_flight_at_kills}"
+            f" in flight at the kills: {in_flight}"
         )
+        print(f"              ({late} of the calls in flight reached the server only after their worker was killed)")
         print(f"workers:      {self.workers} started, the last one stopped by SIGTERM with exit code {final_rc}")
         print(f"wall time:    {wall:.1f} s")
         ok = (
             len(resumed) == len(self.killed_unfinished)
             and len(completed) == len(audits)
             and lost == duplicated == wrong == gaps == bad_finish == uncalled == 0
-            and repeated == self.in_flight_at_kills
+            and repeated == in_flight
             and final_rc == 0
         )
         print("RESULT:       " + ("OK" if ok else "PROBLEMS (see above)"))
@@ -263,6 +305,12 @@ def main() -> int:
     ap.add_argument("--discussions", type=int, default=3, help="unfinished discussions kept going at once")
     ap.add_argument("--agents", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--parallel-openings",
+        type=float,
+        default=0.5,
+        help="share of discussions whose round 1 is a concurrent fan-out of opening statements",
+    )
     ap.add_argument("--chunks", type=int, default=12, help="streamed pieces per reply")
     ap.add_argument("--gap", type=float, default=0.02, help="seconds between pieces")
     ap.add_argument("--lease", type=float, default=1.0, help="MAESTRO_LEASE_SECONDS for the workers")
