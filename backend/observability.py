@@ -295,7 +295,7 @@ class TextFormatter(logging.Formatter):
 
 
 # Libraries that log a line per request or per migration step at INFO: kept at WARNING unless set otherwise.
-QUIET_LOGGERS = ("httpx", "httpcore", "alembic.runtime.plugins")
+QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "alembic.runtime.plugins")
 
 
 def configure_logging(json: bool | None = None, level: int | str | None = None) -> logging.Handler:

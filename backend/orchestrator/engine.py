@@ -491,7 +491,8 @@ class Engine:
         slow_watch = asyncio.create_task(self._mark_slow(started.seq, agent.id, settings.soft_deadline_s))
         token = retry_policy.on_retry.set(partial(self._mark_status, started.seq, agent.id, "retrying"))
         try:
-            provider = self.provider_lookup(agent)
+            # Off the loop: the first lookup imports the vendor SDK (~0.4-1.4 s), which would stall every stream.
+            provider = await asyncio.to_thread(self.provider_lookup, agent)
             request = await self._fit(provider, agent, system, transcript, discussion.max_tokens_per_turn)
             async with asyncio.timeout(settings.hard_deadline_s):
                 async for item in provider.stream(request):

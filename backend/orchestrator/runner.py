@@ -16,6 +16,7 @@ import socket
 import uuid
 from datetime import timedelta
 
+from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
@@ -24,7 +25,7 @@ from backend.db import run_db, session_scope
 from backend.events.bus import Bus, get_bus
 from backend.events.follower import LiveText
 from backend.models import Discussion, DiscussionStatus, RunnerLease
-from backend.models.base import as_utc, utcnow
+from backend.models.base import utcnow
 from backend.observability import bind_discussion, discussion_active
 from backend.orchestrator.engine import Engine, LiveTurn, ProviderLookup, default_provider_lookup
 
@@ -57,36 +58,38 @@ class Runner:
     # --- leases --------------------------------------------------------------------------------------
 
     def _acquire(self, discussion_id: int) -> bool:
+        """Take the lease when it is free, expired or already ours, in one conditional UPDATE (or the first
+        INSERT), so two runners can never both win: on SQLite, FOR UPDATE is ignored and the SELECT runs outside
+        the transaction, so a read-then-write lets two runners both take the same expired lease."""
         now = utcnow()
+        expires = now + timedelta(seconds=self.lease_seconds)
         try:
             with session_scope() as s:
-                lease = s.get(RunnerLease, discussion_id, with_for_update=True)
-                if lease is None:
-                    s.add(
-                        RunnerLease(
-                            discussion_id=discussion_id,
-                            owner=self.owner,
-                            expires_at=now + timedelta(seconds=self.lease_seconds),
-                        )
+                taken = s.execute(
+                    update(RunnerLease)
+                    .where(
+                        RunnerLease.discussion_id == discussion_id,  # type: ignore[arg-type]
+                        or_(RunnerLease.owner == self.owner, RunnerLease.expires_at <= now),  # type: ignore[arg-type]
                     )
+                    .values(owner=self.owner, expires_at=expires)
+                ).rowcount
+                if taken:
                     return True
-                if lease.owner != self.owner and as_utc(lease.expires_at) > now:
-                    return False
-                lease.owner = self.owner
-                lease.expires_at = now + timedelta(seconds=self.lease_seconds)
-                s.add(lease)
+                if s.get(RunnerLease, discussion_id) is not None:
+                    return False  # a live runner holds it
+                s.add(RunnerLease(discussion_id=discussion_id, owner=self.owner, expires_at=expires))
                 return True
         except IntegrityError:
-            return False  # another worker inserted it first
+            return False  # another runner inserted it first
 
     def _renew(self, discussion_id: int) -> bool:
         with session_scope() as s:
-            lease = s.get(RunnerLease, discussion_id, with_for_update=True)
-            if lease is None or lease.owner != self.owner:
-                return False
-            lease.expires_at = utcnow() + timedelta(seconds=self.lease_seconds)
-            s.add(lease)
-            return True
+            renewed = s.execute(
+                update(RunnerLease)
+                .where(RunnerLease.discussion_id == discussion_id, RunnerLease.owner == self.owner)  # type: ignore[arg-type]
+                .values(expires_at=utcnow() + timedelta(seconds=self.lease_seconds))
+            ).rowcount
+            return bool(renewed)
 
     def _release(self, discussion_id: int) -> None:
         with session_scope() as s:

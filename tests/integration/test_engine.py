@@ -259,3 +259,32 @@ async def test_every_call_is_counted_in_the_metrics(database, bus, scripted):
     assert value("maestro_model_calls_total", provider="scripted", model="m", status="ok") == ok_before + 1
     assert value("maestro_model_errors_total", provider="scripted", kind="rate_limited") == failed_before + 1
     assert value("maestro_active_discussions") == 0
+
+
+def test_two_runners_racing_for_an_expired_lease_never_both_win(database, scripted):
+    import threading
+    from datetime import timedelta
+
+    from backend.models import RunnerLease
+    from backend.models.base import utcnow
+
+    did = _create(rounds=1)
+    for attempt in range(20):
+        with session_scope() as s:
+            lease = s.get(RunnerLease, did) or RunnerLease(discussion_id=did, owner="dead", expires_at=utcnow())
+            lease.owner, lease.expires_at = "dead", utcnow() - timedelta(seconds=1)
+            s.add(lease)
+        runners = [Runner(bus=None, lease_seconds=30) for _ in range(4)]
+        results: list[bool] = []
+        barrier = threading.Barrier(len(runners))
+
+        def take(r: Runner, barrier: threading.Barrier = barrier, results: list[bool] = results) -> None:
+            barrier.wait()
+            results.append(r._acquire(did))
+
+        threads = [threading.Thread(target=take, args=(r,)) for r in runners]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results.count(True) == 1, f"attempt {attempt}: {results}"
