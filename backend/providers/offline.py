@@ -17,6 +17,7 @@ tiny, so the design goals are about the host, not the answers:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import codecs
 import contextlib
 import importlib.util
@@ -177,6 +178,8 @@ class _Runtime:
                     stop_ids.add(ids[0])
             self._stop_ids = frozenset(stop_ids)
             self.llm = llm
+            # Free the model before the interpreter tears llama_cpp down (its finaliser fails noisily after).
+            atexit.register(llm.close)
             log.info("offline model loaded from %s", self.path)
 
     # -- prompt -------------------------------------------------------------------------------------------
