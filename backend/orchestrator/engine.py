@@ -401,17 +401,24 @@ class Engine:
         fails the discussion stops as failed rather than carrying on with nothing.
         """
         await run_db(self._refresh_transcript)
-        before = list(self._transcript)
+        # What the openings may see: the question and human posts, never another agent's opening (round 1 has
+        # no other agent messages), even when resuming a step that was half done.
+        before = [row for row in self._transcript if row[3] != "agent"]
         paused: list[DiscussionPaused] = []
+        # With a budget, the openings go one at a time (still unseen by each other), so the budget check before
+        # each call keeps the overshoot to at most one call, as in the sequential rounds.
+        budgeted = discussion.budget_tokens is not None or discussion.budget_usd is not None
+        gate = asyncio.Semaphore(1 if budgeted else len(turns))
         not_started = "Not started: the budget is used up."
 
         def call(agent: Participant, turn: Turn):
             others = [n for n in names if n != agent.name]
 
             async def run() -> str:
-                outcome = await self._run_turn(
-                    discussion, agent, turn, _system_prompt(agent, discussion, others), before=before
-                )
+                async with gate:
+                    outcome = await self._run_turn(
+                        discussion, agent, turn, _system_prompt(agent, discussion, others), before=before
+                    )
                 if isinstance(outcome, TurnFailed):
                     raise ProviderError(ErrorKind(outcome.error_kind), outcome.error_message)
                 if isinstance(outcome, DiscussionPaused):

@@ -234,3 +234,26 @@ async def test_every_opening_failing_stops_the_discussion_as_failed(database, bu
     assert broken.calls == 2  # round 2 never ran
     with session_scope() as s:
         assert s.get(Discussion, did).status == "failed"
+
+
+async def test_opening_statements_under_a_budget_overshoot_by_at_most_one_call(sqlite_db, bus, scripted):
+    did = _discussion(n_agents=3, rounds=1, parallel_openings=True, budget_tokens=1)
+    provider = ScriptedProvider(["one two three"], token_delay=0.01)
+    seen = await _run(bus, did, lambda a: provider)
+    assert provider.calls == 1  # the first opening used the budget up; the others never started
+    assert any(isinstance(e, DiscussionPaused) for e in seen)
+    with session_scope() as s:
+        assert s.get(Discussion, did).status == "paused"
+
+
+async def test_resumed_openings_still_do_not_see_each_other(sqlite_db, bus, scripted):
+    did = _discussion(n_agents=2, rounds=1, parallel_openings=True, budget_tokens=1)
+    provider = ScriptedProvider(["An opening."])
+    await _run(bus, did, lambda a: provider)  # pauses after the first opening
+    set_budget(discussion_id=did, budget_tokens=None, budget_usd=None)
+    await _run(bus, did, lambda a: provider)
+    assert provider.calls == 2
+    second = provider.requests[1]
+    assert [e.author for e in second.transcript if e.author_kind != "system"] == ["Host"]
+    with session_scope() as s:
+        assert s.get(Discussion, did).status == "completed"
