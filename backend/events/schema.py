@@ -51,6 +51,8 @@ class TurnCompleted(_Event):
     content: str
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_tokens: int = 0
+    tokens_estimated: bool = False  # the server reported no usage: counts are estimates
     cost_usd: float = 0.0
     latency_ms: int = 0
     finish_reason: str = "stop"

@@ -289,6 +289,8 @@ class Engine:
             content=completion.text,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
+            cached_tokens=usage.cached_tokens,
+            tokens_estimated=usage.estimated,
             cost_usd=cost,
             latency_ms=latency_ms,
             finish_reason=completion.finish_reason,

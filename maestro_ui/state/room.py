@@ -347,8 +347,12 @@ class RoomState(rx.State):
             )
             if isinstance(event, TurnCompleted):
                 row["content"] = event.content
+                approx = "≈" if event.tokens_estimated else ""
+                cached = f" ({event.cached_tokens} cached)" if event.cached_tokens else ""
                 row["meta"] = (
-                    f"{event.output_tokens} tokens · {event.latency_ms / 1000:.1f}s · {_money(event.cost_usd)}"
+                    f"{approx}{event.input_tokens} in{cached} / {approx}{event.output_tokens} out tokens"
+                    f"{' (estimated: the server sent no usage)' if approx else ''} · {event.latency_ms / 1000:.1f}s"
+                    f" · {_money(event.cost_usd)}"
                 )
                 if agent:
                     agent["status"], agent["detail"] = "done", ""
