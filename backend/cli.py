@@ -15,12 +15,16 @@ from rich.panel import Panel
 from rich.text import Text
 
 from backend.events.schema import (
+    ConsensusUpdated,
+    DecisionProposed,
     DiscussionFinished,
     HumanMessagePosted,
+    PollOpened,
     TokenDelta,
     TurnCompleted,
     TurnFailed,
     TurnStarted,
+    VoteCast,
 )
 
 app = typer.Typer(help="Maestro: several AI agents and people think a question through together.", no_args_is_help=True)
@@ -34,8 +38,11 @@ def _main() -> None:
     """Maestro's command line."""
 
 
-def parse_agent(text: str, default_provider: str, default_model: str | None) -> tuple[str, str, str, str | None]:
-    """Parse `persona[:provider[:model[@base_url]]]` into its parts."""
+def parse_agent(
+    text: str, default_provider: str | None, default_model: str | None, personas: dict | None = None
+) -> tuple[str, str, str, str | None]:
+    """Parse `persona[:provider[:model[@base_url]]]` into its parts; without a provider (and no --provider), the
+    persona's own provider and model (`personas`: services.personas.defaults_by_key)."""
     from backend.providers import registry
 
     base_url = None
@@ -43,7 +50,16 @@ def parse_agent(text: str, default_provider: str, default_model: str | None) -> 
         text, base_url = text.split("@", 1)
     parts = text.split(":", 2)
     persona = parts[0].strip()
-    provider = parts[1].strip() if len(parts) > 1 and parts[1] else default_provider
+    mapped = (personas or {}).get(persona)
+    if len(parts) > 1 and parts[1]:
+        provider = parts[1].strip()
+    elif default_provider:
+        provider = default_provider
+    elif mapped is not None:
+        provider, base_url = mapped.provider, base_url or mapped.base_url
+        default_model = default_model or mapped.model
+    else:
+        provider = "offline"
     model = parts[2].strip() if len(parts) > 2 and parts[2] else (default_model or registry.default_model(provider))
     return persona, provider, model, base_url
 
@@ -65,7 +81,31 @@ class _View:
         return Group(*self.done[-4:], *streaming)
 
 
-async def _debate(topic: str, agents: list[tuple[str, str, str, str | None]], rounds: int, max_tokens: int) -> int:
+def _decision_panel(card: dict) -> Panel:
+    """The decision card in the terminal: outcome, support, rationale, dissent and the action plan."""
+    body = Text()
+    body.append(f"{card.get('support', '')}\n", style="bold")
+    body.append(f"{card['rationale']}\n")
+    for d in card.get("dissent", []):
+        body.append(f"Dissent: {d['who']} preferred {d['preferred']}", style="yellow")
+        body.append(f" — {d['why']}\n" if d.get("why") else "\n")
+    for i, step in enumerate(card.get("action_plan", []), 1):
+        body.append(f"{i}. {step['step']} ({step['owner']})\n")
+    if card.get("note"):
+        body.append(card["note"], style="dim")
+    style = "green" if card["status"] == "decided" else "yellow"
+    return Panel(body, title=f"[bold]{escape(card['title'])}[/] [dim]{card['status']}[/]", border_style=style)
+
+
+async def _debate(
+    topic: str,
+    agents: list[tuple[str, str, str, str | None]],
+    rounds: int,
+    max_tokens: int,
+    protocol: str = "round_robin",
+    vote: str | None = None,
+    options: list[str] | None = None,
+) -> int:
     from backend.bootstrap import prepare_database
     from backend.db import run_db
     from backend.events.bus import get_bus
@@ -78,7 +118,14 @@ async def _debate(topic: str, agents: list[tuple[str, str, str, str | None]], ro
     try:
         discussion = await run_db(
             lambda: create_discussion(
-                topic=topic, agents=specs, rounds=rounds, created_by="You", max_tokens_per_turn=max_tokens
+                topic=topic,
+                agents=specs,
+                rounds=rounds,
+                created_by="You",
+                max_tokens_per_turn=max_tokens,
+                protocol=protocol,
+                vote_rule=vote,
+                vote_options=options or [],
             )
         )
     except InputError as err:
@@ -123,6 +170,18 @@ async def _debate(topic: str, agents: list[tuple[str, str, str, str | None]], ro
                 body = Text(event.partial_content + "\n" if event.partial_content else "")
                 body.append(f"{event.error_kind}: {event.error_message}", style="red")
                 live.console.print(Panel(body, title=f"[bold red]{escape(author)} failed[/]", border_style="red"))
+            elif isinstance(event, ConsensusUpdated):
+                if event.report is not None:
+                    ratio = round(event.report.get("agreement_ratio", 0) * 100)
+                    live.console.print(f"[magenta]◆ Consensus after round {event.round % 1000}: {ratio} % agree[/]")
+                else:
+                    live.console.print(f"[yellow]◆ {escape(event.error or 'Consensus detection failed')}[/]")
+            elif isinstance(event, PollOpened):
+                live.console.print(f"[magenta]◆ Vote ({event.rule}): {', '.join(o['text'] for o in event.options)}[/]")
+            elif isinstance(event, VoteCast):
+                live.console.print(f"  [dim]{escape(event.voter_name)} voted[/]")
+            elif isinstance(event, DecisionProposed):
+                live.console.print(_decision_panel(event.decision))
             elif isinstance(event, HumanMessagePosted):
                 pass
             elif isinstance(event, DiscussionFinished):
@@ -150,26 +209,45 @@ def debate(
         "-a",
         help="persona[:provider[:model[@base_url]]], repeatable. Default: architect, backend_engineer, security.",
     ),
-    provider: str = typer.Option("offline", help="Provider for agents that don't name one."),
+    provider: str | None = typer.Option(
+        None, help="Provider for agents that don't name one (default: the persona's own, else offline)."
+    ),
     model: str | None = typer.Option(None, help="Model for agents that don't name one."),
-    rounds: int = typer.Option(2, min=1, max=10, help="Round-robin rounds."),
+    rounds: int = typer.Option(2, min=1, max=10, help="Rounds."),
     max_tokens: int = typer.Option(200, help="Max tokens per agent turn."),
+    protocol: str = typer.Option("round_robin", help="round_robin, debate (for/against/neutral) or consensus."),
+    vote: str | None = typer.Option(
+        None, help="End with a vote of the agents: plurality, majority, approval, borda or schulze."
+    ),
+    option: list[str] = typer.Option(
+        None, "--option", "-o", help="An option to vote on, repeatable (default: the proposals the agents made)."
+    ),
 ) -> None:
-    """Run a round-robin debate with streaming agents and print the transcript live."""
+    """Run a debate with streaming agents and print the transcript live (and the decision, with --vote)."""
     logging.basicConfig(level=logging.ERROR)  # failures are shown in the transcript
-    agents = [parse_agent(a, provider, model) for a in (agent or DEFAULT_AGENTS)]
-    raise typer.Exit(asyncio.run(_debate(topic, agents, rounds, max_tokens)))
+    personas = {}
+    if provider is None:
+        from backend.bootstrap import prepare_database
+        from backend.services.personas import defaults_by_key
+
+        prepare_database()
+        personas = defaults_by_key()
+    agents = [parse_agent(a, provider, model, personas) for a in (agent or DEFAULT_AGENTS)]
+    raise typer.Exit(asyncio.run(_debate(topic, agents, rounds, max_tokens, protocol, vote, option or [])))
 
 
 @app.command()
 def personas() -> None:
     """List the persona library."""
     from backend.bootstrap import prepare_database
-    from backend.services.personas import list_personas
+    from backend.services.personas import agent_defaults, list_personas
 
     prepare_database()
     for p in list_personas():
-        console.print(f"[bold]{p.key}[/]  {escape(p.name)} — [dim]{escape(p.description)}[/]")
+        runs = agent_defaults(p)
+        where = f"{runs.provider}:{runs.model}" + (f"@{runs.base_url}" if runs.base_url else "")
+        note = f" [yellow](fallback: {escape(runs.fallback)})[/]" if runs.fallback else ""
+        console.print(f"[bold]{p.key}[/]  {escape(p.name)} — [dim]{escape(p.description)}[/]  runs on {where}{note}")
 
 
 @app.command()

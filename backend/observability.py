@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import json as _json
 import logging
 import os
@@ -147,15 +148,21 @@ def record_call(
     if status not in ("ok", "failed"):
         raise ValueError(f"status must be 'ok' or 'failed', not {status!r}")
     p = _label(provider)
-    MODEL_CALLS.labels(provider=p, model=_label(model), status=status).inc()
+    _child(MODEL_CALLS, p, _label(model), status).inc()
     if status == "failed":
-        MODEL_ERRORS.labels(provider=p, kind=_label(error_kind)).inc()
-    MODEL_LATENCY.labels(provider=p).observe(_nonneg(latency_s))
+        _child(MODEL_ERRORS, p, _label(error_kind)).inc()
+    _child(MODEL_LATENCY, p).observe(_nonneg(latency_s))
     if first_token_s is not None:
-        TIME_TO_FIRST_TOKEN.labels(provider=p).observe(_nonneg(first_token_s))
+        _child(TIME_TO_FIRST_TOKEN, p).observe(_nonneg(first_token_s))
     for direction, count in (("input", input_tokens), ("output", output_tokens), ("cached", cached_tokens)):
-        TOKENS.labels(provider=p, direction=direction).inc(_nonneg(count))
-    COST.labels(provider=p).inc(_nonneg(cost_usd))
+        _child(TOKENS, p, direction).inc(_nonneg(count))
+    _child(COST, p).inc(_nonneg(cost_usd))
+
+
+@functools.lru_cache(maxsize=4096)
+def _child(metric, *values: str):
+    """`metric.labels(*values)`, remembered: every message counts a call, and `labels` takes a lock each time."""
+    return metric.labels(*values)
 
 
 def discussion_started() -> None:

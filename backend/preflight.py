@@ -1,9 +1,8 @@
 """The preflight checklist that gates "Run Agents".
 
 `run_preflight` looks at a discussion and answers, item by item, whether it is ready to run: a topic, at least
-two agents, every provider the agents use reachable with a valid key, a budget (a warning only), and two
-items for features that do not exist yet (votes, must-approve gates), reported as skipped so the checklist
-is honest about them. Every failing item says in one sentence how to fix it.
+two agents, every provider the agents use reachable with a valid key, a budget (a warning only), and, when a vote
+ends the discussion, a person who votes and the must-approve person who signs the decision off. Every failing item says in one sentence how to fix it.
 
 Reachability is a real but cheap call per distinct (provider, base URL): list one page of models. A missing
 key or a malformed setting is reported without touching the network. Checks run concurrently, each call
@@ -30,8 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from backend.db import run_db
+from backend.humans.roles import Role
 from backend.models import Discussion, Participant, ParticipantKind
-from backend.providers import errors, registry
+from backend.providers import errors, pricing, registry
 from backend.providers.base import ErrorKind
 from backend.providers.offline import offline_model_problem
 from backend.services.discussions import get_discussion, list_participants
@@ -92,7 +92,7 @@ async def run_preflight(
     the returned `Preflight` lists the items in a fixed order whatever order they finished in.
     Raises `NotFound` for an unknown discussion.
     """
-    discussion, agents = await run_db(_load, discussion_id)
+    discussion, agents, humans = await run_db(_load, discussion_id)
 
     async def decided(item: CheckItem) -> CheckItem:
         if on_item is not None:
@@ -103,9 +103,9 @@ async def run_preflight(
 
     head = [_topic_item(discussion), _agents_item(agents)]
     tail = [
-        CheckItem("decision_maker", "A decision maker, if a vote is configured", False, "skip", "no vote configured"),
-        CheckItem("approver", "The must-approve person invited", False, "skip", "no approval gate configured"),
-        _budget_item(discussion),
+        _decision_maker_item(discussion, humans),
+        _approver_item(discussion, humans),
+        _budget_item(discussion, agents),
     ]
     for item in head + tail:
         await decided(item)
@@ -134,10 +134,35 @@ def clear_preflight_cache() -> None:
 # -- the discussion's own items ------------------------------------------------------------------------------
 
 
-def _load(discussion_id: int) -> tuple[Discussion, list[Participant]]:
+def _load(discussion_id: int) -> tuple[Discussion, list[Participant], list[Participant]]:
     discussion = get_discussion(discussion_id)
-    agents = [p for p in list_participants(discussion_id) if p.kind == ParticipantKind.AGENT]
-    return discussion, agents
+    everyone = list_participants(discussion_id)
+    agents = [p for p in everyone if p.kind == ParticipantKind.AGENT]
+    return discussion, agents, [p for p in everyone if p.kind == ParticipantKind.HUMAN]
+
+
+def _decision_maker_item(discussion: Discussion, humans: list[Participant]) -> CheckItem:
+    label = "A decision maker, if a vote is configured"
+    if not discussion.vote_rule:
+        return CheckItem("decision_maker", label, False, "skip", "No vote configured.")
+    names = [h.name for h in humans if h.role in (Role.DECISION_MAKER, Role.MUST_APPROVE)]
+    if names:
+        return CheckItem("decision_maker", label, True, "pass", f"Voting: {', '.join(names)} and the agents.")
+    return CheckItem(
+        "decision_maker", label, True, "fail", "Invite a decision maker (People, below) so a person votes too."
+    )
+
+
+def _approver_item(discussion: Discussion, humans: list[Participant]) -> CheckItem:
+    label = "The must-approve person invited"
+    if not discussion.vote_rule:
+        return CheckItem("approver", label, False, "skip", "No decision to approve: no vote configured.")
+    names = [h.name for h in humans if h.role == Role.MUST_APPROVE]
+    if names:
+        return CheckItem("approver", label, True, "pass", f"{', '.join(names)} signs the decision off.")
+    return CheckItem(
+        "approver", label, True, "fail", "Invite the person who must approve the decision, with the Must approve role."
+    )
 
 
 def _topic_item(discussion: Discussion) -> CheckItem:
@@ -160,16 +185,29 @@ def _agents_item(agents: list[Participant]) -> CheckItem:
     )
 
 
-def _budget_item(discussion: Discussion) -> CheckItem:
+def _paid(agents: list[Participant]) -> list[str]:
+    """The agents whose provider bills per token (the price table has a non-zero price for their model)."""
+    out = []
+    for a in agents:
+        price = pricing.price_for(a.provider or "", a.model or "")
+        if price is not None and (price.input > 0 or price.output > 0):
+            out.append(a.name)
+    return out
+
+
+def _budget_item(discussion: Discussion, agents: list[Participant]) -> CheckItem:
+    """Required once any agent costs money (a runaway discussion then costs real money); a warning otherwise."""
     label = "A budget set"
+    paid = _paid(agents)
     parts = []
     if discussion.budget_tokens:
         parts.append(f"{discussion.budget_tokens:,} tokens")
     if discussion.budget_usd:
         parts.append(f"${discussion.budget_usd:,.2f}")
     if not parts:
-        return CheckItem("budget", label, False, "fail", BUDGET_HINT)
-    return CheckItem("budget", label, False, "pass", f"Pauses itself at {' or '.join(parts)}.")
+        why = f" {', '.join(paid)} bill{'s' * (len(paid) == 1)} per token." if paid else ""
+        return CheckItem("budget", label, bool(paid), "fail", BUDGET_HINT + why)
+    return CheckItem("budget", label, bool(paid), "pass", f"Pauses itself at {' or '.join(parts)}.")
 
 
 # -- provider reachability -----------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """Orchestrator overhead per agent message, against a plain asyncio loop making the same provider calls.
 
 A "0 ms model" (ScriptedProvider, token_delay=0, ~50-word replies streamed word by word) makes the model free,
-so what is left is Maestro's own cost: the database steps of a turn (message row + TurnStarted + transcript
-read, then TurnCompleted), the thread hops of `run_db`, building and publishing ~50 `TokenDelta`s, and the
-lease/heartbeat of the runner. The baseline is a plain asyncio loop making the same calls (same count, same
+so what is left is Maestro's own cost: the database step of a turn (one transaction closes it and opens the
+next: message rows, TurnCompleted + TurnStarted, the transcript read; see backend/orchestrator/turn_log.py),
+the thread hop of `run_db`, building and publishing ~50 `TokenDelta`s, and the runner's lease. The baseline is a plain asyncio loop making the same calls (same count, same
 replies, same growing transcript, stream consumed) with no persistence and no bus.
 
 Both are measured in the same process and run, alternating, `--repeat` times; medians are printed. Then an
@@ -49,6 +49,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("REFLEX_TELEMETRY_ENABLED", "false")
+# The baseline never summarises, so neither may the engine: a window no transcript here fills (the "long" shape
+# outgrows the default 8k window of an unknown model, which would add summary calls to the engine's side only).
+os.environ.setdefault("MAESTRO_CONTEXT_TOKENS", "10000000")
 
 import _source  # noqa: E402
 
@@ -250,37 +253,43 @@ async def run_baseline(args, replies) -> tuple[int, float, float]:
 
 
 async def instrumented_run(args, replies) -> dict[str, float]:
-    """One engine run with timers around run_db (thread side and await side) and bus.publish."""
+    """One engine run with timers around its database steps (thread side and await side) and bus.publish.
+
+    The engine's steps go through its `DbLane`, the runner's through `run_db`: both are wrapped.
+    """
     from sqlalchemy import event as sa_event
 
-    import backend.orchestrator.engine as engine_mod
     import backend.orchestrator.runner as runner_mod
-    from backend.db import get_engine
+    from backend.db import DbLane, get_engine
     from backend.events.bus import InProcessBus
 
     inside: dict[str, float] = defaultdict(float)
     inside_cpu: dict[str, float] = defaultdict(float)
     awaited: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
-    original = engine_mod.run_db
+    original_run_db, original_lane_run = runner_mod.run_db, DbLane.run
 
-    async def timed_run_db(fn, *a, **k):
-        name = getattr(fn, "__name__", str(fn))
+    def timed(hand_off):
+        async def run(*call):
+            fn, a = (call[1], call[2:]) if isinstance(call[0], DbLane) else (call[0], call[1:])
+            name = getattr(fn, "__name__", str(fn))
 
-        def body():
-            t, c = time.perf_counter(), time.thread_time()
+            def body():
+                t, c = time.perf_counter(), time.thread_time()
+                try:
+                    return fn(*a)
+                finally:
+                    inside[name] += time.perf_counter() - t
+                    inside_cpu[name] += time.thread_time() - c
+
+            t = time.perf_counter()
             try:
-                return fn(*a, **k)
+                return await (hand_off(call[0], body) if isinstance(call[0], DbLane) else hand_off(body))
             finally:
-                inside[name] += time.perf_counter() - t
-                inside_cpu[name] += time.thread_time() - c
+                awaited[name] += time.perf_counter() - t
+                counts[name] += 1
 
-        t = time.perf_counter()
-        try:
-            return await asyncio.to_thread(body)
-        finally:
-            awaited[name] += time.perf_counter() - t
-            counts[name] += 1
+        return run
 
     class TimedBus(InProcessBus):
         publish_s = 0.0
@@ -313,13 +322,13 @@ async def instrumented_run(args, replies) -> dict[str, float]:
     engine = get_engine()
     sa_event.listen(engine, "before_cursor_execute", on_execute)
     sa_event.listen(engine, "commit", on_commit)
-    engine_mod.run_db = timed_run_db
-    runner_mod.run_db = timed_run_db
+    runner_mod.run_db = timed(original_run_db)  # type: ignore[assignment]
+    DbLane.run = timed(original_lane_run)  # type: ignore[method-assign]
     try:
         messages, wall, cpu, _ = await run_engine(args, replies, bus=TimedBus(), profiler=CountingProfiler())  # type: ignore[arg-type]
     finally:
-        engine_mod.run_db = original
-        runner_mod.run_db = original
+        runner_mod.run_db = original_run_db
+        DbLane.run = original_lane_run  # type: ignore[method-assign]
         sa_event.remove(engine, "before_cursor_execute", on_execute)
         sa_event.remove(engine, "commit", on_commit)
     out = {
@@ -363,17 +372,20 @@ def _category(key: tuple[str, int, str]) -> str:
 
 
 def profile_run(args, replies) -> tuple[cProfile.Profile, int, float]:
-    """cProfile one engine run with run_db inlined (the profiler only sees the thread it runs in)."""
-    import backend.orchestrator.engine as engine_mod
+    """cProfile one engine run with its database steps inlined (the profiler only sees the thread it runs in)."""
     import backend.orchestrator.runner as runner_mod
+    from backend.db import DbLane
 
-    original = engine_mod.run_db
+    original_run_db, original_lane_run = runner_mod.run_db, DbLane.run
 
     async def inline_run_db(fn, *a, **k):
         return fn(*a, **k)
 
-    engine_mod.run_db = inline_run_db
+    async def inline_lane_run(_lane, fn, *a, **k):
+        return fn(*a, **k)
+
     runner_mod.run_db = inline_run_db
+    DbLane.run = inline_lane_run  # type: ignore[method-assign]
     profiler = cProfile.Profile()
     try:
         loop = asyncio.new_event_loop()
@@ -382,8 +394,8 @@ def profile_run(args, replies) -> tuple[cProfile.Profile, int, float]:
         finally:
             loop.close()
     finally:
-        engine_mod.run_db = original
-        runner_mod.run_db = original
+        runner_mod.run_db = original_run_db
+        DbLane.run = original_lane_run  # type: ignore[method-assign]
     return profiler, messages, wall
 
 
@@ -413,15 +425,12 @@ def print_profile(profiler: cProfile.Profile, messages: int, top: int, engine_ms
         hits = sorted((v[3], v[1]) for k, v in raw.items() if pred(k))
         return hits[-1] if hits else (0.0, 0)
 
-    def called_by(k, name: str) -> bool:
-        return any(c[2] == name for c in raw[k][4])
-
     def in_engine(k):
         return k[0].endswith("orchestrator/engine.py")
 
     start, n_start = cum(lambda k: k[2] == "_start_turn" and in_engine(k))
     finish, _ = cum(lambda k: k[2] == "_finish_turn" and in_engine(k))
-    transcript, _ = cum(lambda k: k[2] == "<listcomp>" and in_engine(k) and called_by(k, "_start_turn"))
+    transcript, _ = cum(lambda k: k[2] == "completed_after")
     append, n_append = cum(lambda k: k[2] == "append_event")
     commit, n_commit = cum(lambda k: k[2] == "commit" and k[0].endswith("orm/session.py"))
     turn, _ = cum(lambda k: k[2] == "_run_turn" and in_engine(k))
@@ -429,9 +438,9 @@ def print_profile(profiler: cProfile.Profile, messages: int, top: int, engine_ms
     publish, n_publish = cum(lambda k: k[2] == "publish" and k[0].endswith("events/bus.py"))
     pyd, n_pyd = cum(lambda k: k[2] == "__init__" and k[0].endswith("pydantic/main.py"))
     steps = [
-        (start, n_start, "Engine._start_turn: message row + TurnStarted + transcript read, 1 transaction"),
-        (transcript, n_start, "  of which the transcript read (every COMPLETE message loaded as an ORM row)"),
-        (finish, n_start, "Engine._finish_turn: message update + TurnCompleted, 1 transaction"),
+        (start, n_start, "Engine._start_turn: a turn nothing opened (the first of a run, after people acted)"),
+        (transcript, n_start, "  the transcript reads (new completed messages only), in both steps"),
+        (finish, n_start, "Engine._finish_turn: close this turn and open the next, 1 transaction"),
         (append, n_append, "  append_event (both steps): UPDATE discussion .. RETURNING + event row + model_dump"),
         (commit, n_commit, "  session commit (both steps): ORM flush + COMMIT"),
         (provider, n_start, "ScriptedProvider.stream (the 0 ms model, also paid by the baseline)"),
@@ -450,10 +459,10 @@ def print_profile(profiler: cProfile.Profile, messages: int, top: int, engine_ms
     for ln in lines[first : first + top + 1]:
         print("    " + ln.replace(str(ROOT) + "/", "").replace(sys.prefix + "/lib/python3.11/site-packages/", "")[:140])
     buckets = {
-        "transcript read in _start_turn (all previous messages as ORM objects, every turn)": transcript,
+        "transcript read in _start_turn": transcript,
         "append_event x2 per message (UPDATE..RETURNING, event INSERT, pydantic dump)": append,
         "session commits x2 per message (ORM unit-of-work flush + COMMIT)": commit,
-        "other ORM work in _start_turn/_finish_turn (SELECT/GET message, attribute sets)": start
+        "other database work in _start_turn/_finish_turn (statements, commit)": start
         + finish
         - transcript
         - append
@@ -479,7 +488,8 @@ async def measure(args, replies, label: str) -> dict[str, float]:
             res = await fn(args, replies)
             (base_runs if fn is run_baseline else engine_runs).append(res[:3])
     n = engine_runs[0][0]
-    assert all(r[0] == n for r in engine_runs + base_runs), "engine and baseline made different numbers of calls"
+    counts = [r[0] for r in engine_runs + base_runs]
+    assert all(c == n for c in counts), f"engine and baseline made different numbers of calls: {counts}"
     e_wall = statistics.median(r[1] for r in engine_runs) / n * 1000
     b_wall = statistics.median(r[1] for r in base_runs) / n * 1000
     e_cpu = statistics.median(r[2] for r in engine_runs) / n * 1000

@@ -9,7 +9,8 @@ must end with the full reply in its transcript.
 
 Figures per rate: the reply's UTF-8 size, median bytes received per tab and the ratio (target <= 2x),
 frames per tab, and where the bytes went: the frame(s) carrying the finished message in the transcript
-(`messages`), the streamed deltas (LiveState `t`/`o`), and everything else (agent rows, status, ...),
+(`tx`, the transcript's delta of changed rows), the streamed deltas (LiveState `d`), and everything else
+(agent rows, status, ...),
 plus bytes per state variable.
 
 A benchmark, not a test: it prints figures and is not run in CI.
@@ -219,11 +220,11 @@ def find_var(delta: dict | None, short: str):
 class TabResult:
     bytes: int
     frames: int
-    final_bytes: int  # frames carrying the finished message in `messages`
-    stream_bytes: int  # frames carrying LiveState deltas (t/o) and nothing of `messages`
+    final_bytes: int  # frames carrying the finished message in the transcript delta `tx`
+    stream_bytes: int  # frames carrying LiveState deltas (`d`) and not the finished message
     other_bytes: int
     per_var: dict[str, int]
-    text_var_bytes: int  # just the streamed text values in `t`
+    text_var_bytes: int  # just the streamed text values in `d`
     after_completed: int  # frames after the one that showed "completed" (within the counting window)
     sent_bytes: int
     ok: bool
@@ -271,8 +272,9 @@ def reshaped(tab: Tab, reply: str) -> tuple[int, int]:
                     short = name.removesuffix("_rx_state_")
                     if not keep_agents and (short == "agents" or short in computed):
                         continue
-                    if drop_text and short == "messages":
-                        value = [{**m, "content": ""} if m.get("content") == reply else m for m in value]
+                    if drop_text and short == "tx" and isinstance(value, dict):
+                        rows = value.get("rows") or []
+                        value = {**value, "rows": [{**m, "content": ""} if _is_reply(m, reply) else m for m in rows]}
                     kept[name] = value
                 if kept:
                     new[state] = kept
@@ -286,6 +288,12 @@ def reshaped(tab: Tab, reply: str) -> tuple[int, int]:
     return size_a, size_b
 
 
+def _is_reply(row: dict, reply: str) -> bool:
+    """A transcript row of the agent's reply: its whole text, or the rest after the streamed part."""
+    content = row.get("content") or ""
+    return row.get("kind") == "agent" and (content == reply or (bool(row.get("stream")) and reply.endswith(content)))
+
+
 def analyse(tab: Tab, reply: str, ok: bool, shown: int) -> TabResult:
     per_var: dict[str, int] = defaultdict(int)
     final = stream = other = text_bytes = 0
@@ -295,16 +303,16 @@ def analyse(tab: Tab, reply: str, ok: bool, shown: int) -> TabResult:
         sizes = var_sizes(delta or {})
         for k, v in sizes.items():
             per_var[k] += v
-        messages = find_var(delta, "messages")
-        texts = find_var(delta, "t")
-        if messages is not None and any(m.get("content") == reply for m in messages):
+        tx = find_var(delta, "tx")
+        texts = find_var(delta, "d")
+        if isinstance(tx, dict) and any(_is_reply(m, reply) for m in tx.get("rows") or []):
             final += frame.size
         elif texts:
             stream += frame.size
         else:
             other += frame.size
         if texts:
-            text_bytes += sum(len(str(t).encode()) for t in texts.values())
+            text_bytes += sum(len(str(v[1]).encode()) for v in texts.values() if isinstance(v, list) and len(v) == 2)
         if done_at is None and find_var(delta, "status") == "completed":
             done_at = i
     after = len(tab.frames) - 1 - done_at if done_at is not None else -1
@@ -367,7 +375,7 @@ def open_tabs(context, n: int) -> list[Tab]:
     return tabs
 
 
-def run_rate(tabs: list[Tab], app: App, server: StreamServer, rate: float, args, reply: str) -> dict:
+def run_rate(tabs: list[Tab], app: App, server: StreamServer, rate: float, args, reply: str, owner) -> dict:
     from sqlmodel import select
 
     from backend.db import session_scope
@@ -377,13 +385,15 @@ def run_rate(tabs: list[Tab], app: App, server: StreamServer, rate: float, args,
     discussion = create_discussion(
         topic=f"Streaming benchmark at {rate:g} tokens/s: how should the room scale?",
         # Two agents because preflight requires two; only the first reply is measured (counting stops when
-        # it completes in every tab), the second merely keeps the discussion realistic.
+        # it completes in every tab). The second streams slowly (2 tokens/s), so that when the first is
+        # unpaced the second's text does not pour into the counting window before the tabs notice the end.
         agents=[
             AgentSpec("architect", "openai_compatible", "bench-model", server.base_url(rate)),
-            AgentSpec("security", "openai_compatible", "bench-model", server.base_url(rate)),
+            AgentSpec("security", "openai_compatible", "bench-model", server.base_url(2)),
         ],
         rounds=1,
         max_tokens_per_turn=args.max_tokens,
+        owner=owner,
     )
     did = discussion.id
     for tab in tabs:
@@ -420,7 +430,7 @@ def run_rate(tabs: list[Tab], app: App, server: StreamServer, rate: float, args,
         ok = normalise(shown) == normalise(reply)
         results.append(analyse(tab, reply, ok, len(shown)))
     reopened = sum(max(0, t.sockets_opened - 1) for t in tabs)
-    streaming = [f for f in tabs[0].frames if find_var(delta_of(f.payload), "t")]
+    streaming = [f for f in tabs[0].frames if find_var(delta_of(f.payload), "d")]
     sample = sorted(streaming, key=lambda f: f.size)[len(streaming) // 2].payload if streaming else ""
     extensions = ", ".join(sorted({t.extensions for t in tabs if t.extensions}))
     served = next((r for r in reversed(server.log.requests) if r["rate"] == rate), {})
@@ -461,11 +471,11 @@ def report(run: dict, reply_bytes: int) -> None:
     )
     print(f"  frames per tab (median)               : {frames:.0f}   ({total / max(frames, 1):.0f} bytes/frame)")
     print(
-        f"  final transcript frame(s) (messages)  : {final:,.0f} bytes = {final / total * 100:4.1f}%  "
+        f"  finished-message frame(s) (tx rows)   : {final:,.0f} bytes = {final / total * 100:4.1f}%  "
         f"({final / reply_bytes:.2f}x reply)"
     )
     print(
-        f"  streaming delta frames (LiveState t/o): {stream:,.0f} bytes = {stream / total * 100:4.1f}%  "
+        f"  streaming delta frames (LiveState d)  : {stream:,.0f} bytes = {stream / total * 100:4.1f}%  "
         f"({stream / reply_bytes:.2f}x reply; streamed text itself "
         f"{med([r.text_var_bytes for r in res]):,.0f} bytes = {med([r.text_var_bytes for r in res]) / reply_bytes:.2f}x)"
     )
@@ -573,9 +583,15 @@ def main() -> None:
         with StreamServer(tokens) as server, sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             try:
-                tabs = open_tabs(browser.new_context(), args.tabs)
+                # The ten tabs are one signed-in person (rooms are for members): the owner, who may Run Agents.
+                from backend.humans import accounts
+
+                owner, token = accounts.sign_up("bench", "bench password 1", "Bench")
+                context = browser.new_context()
+                context.add_cookies([{"name": "maestro_session", "value": token, "url": app.url}])
+                tabs = open_tabs(context, args.tabs)
                 for rate in rates:
-                    run = run_rate(tabs, app, server, rate, args, reply)
+                    run = run_rate(tabs, app, server, rate, args, reply, owner)
                     runs.append(run)
                     report(run, reply_bytes)
             finally:

@@ -13,10 +13,15 @@ from backend.db import run_db
 from backend.observability import configure_logging
 from backend.orchestrator.runner import get_runner
 from maestro_ui import routes
+from maestro_ui.pages.audit import AuditState, audit_page
+from maestro_ui.pages.decisions import DecisionPageState, DecisionsState, decision_page, decisions_page
 from maestro_ui.pages.index import DiscussionsState, index_page
+from maestro_ui.pages.join import JoinState, join_page
+from maestro_ui.pages.login import login_page, signup_page
 from maestro_ui.pages.new import NewDiscussionState, new_page
 from maestro_ui.pages.personas import PersonasState, personas_page
 from maestro_ui.pages.room import room_page
+from maestro_ui.state.auth import AuthState
 from maestro_ui.state.room import RoomState
 
 configure_logging()  # one JSON object per line; MAESTRO_LOG_FORMAT=text / MAESTRO_LOG_LEVEL to change
@@ -37,7 +42,23 @@ async def maestro_lifespan():
 # /metrics and any other plain HTTP routes win over Reflex's own (Reflex is mounted at "" beneath them).
 app = rx.App(theme=rx.theme(accent_color="indigo", radius="medium"), api_transformer=Starlette(routes=api_routes()))
 app.register_lifespan_task(maestro_lifespan)
-app.add_page(index_page, route=routes.INDEX, title="Maestro", on_load=DiscussionsState.load)
-app.add_page(new_page, route=routes.NEW, title="New discussion · Maestro", on_load=NewDiscussionState.load)
+# Pages for people only check the session first and send a signed-out browser to sign in (then back).
+app.add_page(index_page, route=routes.INDEX, title="Maestro", on_load=[AuthState.require, DiscussionsState.load])
+app.add_page(
+    new_page, route=routes.NEW, title="New discussion · Maestro", on_load=[AuthState.require, NewDiscussionState.load]
+)
 app.add_page(room_page, route=routes.ROOM, title="Room · Maestro", on_load=RoomState.on_load)
-app.add_page(personas_page, route=routes.PERSONAS, title="Personas · Maestro", on_load=PersonasState.load)
+app.add_page(audit_page, route=routes.AUDIT, title="Audit trail · Maestro", on_load=AuditState.load)
+app.add_page(join_page, route=routes.JOIN, title="Join · Maestro", on_load=JoinState.join)
+app.add_page(login_page, route=routes.LOGIN, title="Sign in · Maestro", on_load=AuthState.check)
+app.add_page(signup_page, route=routes.SIGNUP, title="Sign up · Maestro", on_load=AuthState.check)
+app.add_page(
+    personas_page, route=routes.PERSONAS, title="Personas · Maestro", on_load=[AuthState.require, PersonasState.load]
+)
+app.add_page(
+    decisions_page,
+    route=routes.DECISIONS,
+    title="Decisions · Maestro",
+    on_load=[AuthState.require, DecisionsState.load],
+)
+app.add_page(decision_page, route=routes.DECISION, title="Decision · Maestro", on_load=DecisionPageState.load)

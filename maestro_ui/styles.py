@@ -15,4 +15,8 @@ STATUS_COLOR = {
     "draft": "gray",
     "running": "blue",
     "completed": "green",
+    "awaiting_approval": "violet",
+    "decided": "green",
+    "deadlocked": "orange",
+    "in_progress": "blue",
 }

@@ -26,13 +26,30 @@ fi
 python -m pip install --quiet --upgrade pip
 
 # llama-cpp-python (the offline default model's runtime) is source-only on PyPI: it compiles once per machine
-# (about 8-9 minutes on 2 cores) and pip caches the wheel. Show the compiler's progress instead of silence.
-if ! python -c 'import llama_cpp' 2>/dev/null; then
-  echo "==> Building llama-cpp-python 0.3.36 for the offline model (once per machine, ~8 min on 2 cores)..."
-  CMAKE_ARGS="-DLLAVA_BUILD=OFF" python -m pip install -v "llama-cpp-python==0.3.36" 2>&1 \
-    | grep --line-buffered -E '^\s*\[ *[0-9]+%\]|Successfully|ERROR|error:' \
-    | sed -u -E 's/^\s*\[ *([0-9]+)%\].*/    compiling llama.cpp: \1%/' | uniq
+# (about 8-9 minutes on 2 cores). It is built for a portable x86-64 feature set, not -march=native: a VM may
+# advertise CPU features its hypervisor traps (AMX tiles here), and a native build then dies with SIGILL on the
+# first generation. The wheel is kept under a key naming those flags, so a wheel built with other flags (pip's
+# own cache keys only on the sdist) is never reused. Progress is shown instead of eight minutes of silence.
+LLAMA_VERSION=0.3.36
+if [[ $(uname -m) == x86_64 ]]; then
+  LLAMA_CMAKE="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+  grep -qw avx2 /proc/cpuinfo 2>/dev/null || LLAMA_CMAKE="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON"
+else
+  LLAMA_CMAKE="-DLLAVA_BUILD=OFF"
+fi
+LLAMA_KEY=$(printf '%s %s' "$LLAMA_VERSION" "$LLAMA_CMAKE" | sha256sum | cut -c1-12)
+LLAMA_WHEELS="${XDG_CACHE_HOME:-$HOME/.cache}/maestro/llama-cpp-python-$LLAMA_KEY"
+if ! python -c 'import llama_cpp' 2>/dev/null || [[ "$(cat .venv/.llama-key 2>/dev/null)" != "$LLAMA_KEY" ]]; then
+  if ! ls "$LLAMA_WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    echo "==> Building llama-cpp-python $LLAMA_VERSION for the offline model (once per machine, ~8 min on 2 cores)..."
+    mkdir -p "$LLAMA_WHEELS"
+    CMAKE_ARGS="$LLAMA_CMAKE" python -m pip wheel -v --no-cache-dir --no-deps -w "$LLAMA_WHEELS" \
+      "llama-cpp-python==$LLAMA_VERSION" 2>&1 | python -u scripts/llama_progress.py
+  fi
+  python -m pip install --quiet --force-reinstall --no-deps "$LLAMA_WHEELS"/llama_cpp_python-*.whl
+  python -m pip install --quiet "llama-cpp-python==$LLAMA_VERSION"  # its pure-Python dependencies
   python -c 'import llama_cpp' || { echo "llama-cpp-python failed to build; see the output above." >&2; exit 1; }
+  echo "$LLAMA_KEY" > .venv/.llama-key
 fi
 
 echo "==> Installing Maestro and its pinned dependencies"

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from backend.events.schema import RoomEvent, parse_event
+from backend.events.schema import RoomEvent, TokenDelta, parse_event
 
 QUEUE_LIMIT = 5_000
 
@@ -34,20 +34,23 @@ class Bus(Protocol):
 
     async def publish(self, event: RoomEvent) -> None: ...
 
-    async def subscribe(self, discussion_id: int) -> Subscription: ...
+    async def subscribe(self, discussion_id: int, *, text: bool = True) -> Subscription:
+        """Events for `discussion_id`; with `text=False`, no token deltas (the engine watches people, not text)."""
+        ...
 
     async def close(self) -> None: ...
 
 
 class _QueueSubscription:
-    def __init__(self, bus: InProcessBus, discussion_id: int) -> None:
+    def __init__(self, bus: InProcessBus, discussion_id: int, text: bool) -> None:
         self._bus = bus
         self.discussion_id = discussion_id
+        self.text = text
         self.queue: asyncio.Queue[RoomEvent | None] = asyncio.Queue(QUEUE_LIMIT)
         self.lagged = False
 
     def offer(self, event: RoomEvent) -> None:
-        if self.lagged:
+        if self.lagged or (not self.text and type(event) is TokenDelta):
             return
         try:
             self.queue.put_nowait(event)
@@ -78,8 +81,8 @@ class InProcessBus:
         for sub in list(self._subs.get(event.discussion_id, ())):
             sub.offer(event)
 
-    async def subscribe(self, discussion_id: int) -> Subscription:
-        sub = _QueueSubscription(self, discussion_id)
+    async def subscribe(self, discussion_id: int, *, text: bool = True) -> Subscription:
+        sub = _QueueSubscription(self, discussion_id, text)
         self._subs[discussion_id].add(sub)
         return sub
 
@@ -95,14 +98,17 @@ def _channel(discussion_id: int) -> str:
 
 
 class _RedisSubscription:
-    def __init__(self, pubsub, discussion_id: int) -> None:
+    def __init__(self, pubsub, discussion_id: int, text: bool) -> None:
         self._pubsub = pubsub
         self.discussion_id = discussion_id
+        self.text = text
 
     async def __aiter__(self) -> AsyncIterator[RoomEvent]:
         async for message in self._pubsub.listen():
             if message.get("type") == "message":
-                yield parse_event(message["data"])
+                event = parse_event(message["data"])
+                if self.text or type(event) is not TokenDelta:
+                    yield event
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -121,7 +127,7 @@ class RedisBus:
     async def publish(self, event: RoomEvent) -> None:
         await self._redis.publish(_channel(event.discussion_id), event.model_dump_json())
 
-    async def subscribe(self, discussion_id: int) -> Subscription:
+    async def subscribe(self, discussion_id: int, *, text: bool = True) -> Subscription:
         pubsub = self._redis.pubsub()
         await pubsub.subscribe(_channel(discussion_id))
         # Wait for the subscribe confirmation so nothing published after this call is missed.
@@ -129,7 +135,7 @@ class RedisBus:
             msg = await pubsub.get_message(timeout=1.0)
             if msg and msg.get("type") == "subscribe":
                 break
-        return _RedisSubscription(pubsub, discussion_id)
+        return _RedisSubscription(pubsub, discussion_id, text)
 
     async def close(self) -> None:
         await self._redis.aclose()

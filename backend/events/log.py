@@ -2,39 +2,65 @@
 
 from __future__ import annotations
 
-from sqlalchemy import insert, update
+from sqlalchemy import Connection, bindparam, insert, update
 from sqlmodel import Session, select
 
 from backend.events.schema import PersistedEvent, RoomEvent, parse_event
 from backend.models import Discussion, EventRecord
 from backend.models.base import as_utc, utcnow
 
+# Built once: every agent turn appends two events, and building a statement costs more than running it.
+_NEXT_SEQ = (
+    update(Discussion)
+    .where(Discussion.id == bindparam("did"))  # type: ignore[arg-type]
+    .values(last_seq=Discussion.last_seq + 1)
+    .returning(Discussion.last_seq)
+)
+_INSERT_EVENT = insert(EventRecord)
 
-def next_seq(session: Session, discussion_id: int) -> int:
+
+def next_seq(session: Session | Connection, discussion_id: int) -> int:
     """Take the discussion's next seq in the caller's transaction.
 
     `last_seq` is bumped with an UPDATE ... RETURNING: the row lock (Postgres) or the write lock (SQLite)
     serialises writers and a rollback undoes it together with the event, so seqs never have gaps; the unique
     (discussion_id, seq) constraint backs it.
     """
-    return session.execute(
-        update(Discussion)
-        .where(Discussion.id == discussion_id)  # type: ignore[arg-type]
-        .values(last_seq=Discussion.last_seq + 1)
-        .returning(Discussion.last_seq)
-    ).scalar_one()
+    return _core(session).execute(_NEXT_SEQ, {"did": discussion_id}).scalar_one()
 
 
-def append_event(session: Session, event: PersistedEvent, *, seq: int | None = None) -> PersistedEvent:
+def _core(session: Session | Connection) -> Connection:
+    """The connection under `session`, pending ORM changes flushed first: the log's statements are Core, and
+    through an ORM session they would take its much slower ORM-enabled DML path."""
+    if isinstance(session, Connection):
+        return session
+    session.flush()
+    return session.connection()
+
+
+def append_event(session: Session | Connection, event: PersistedEvent, *, seq: int | None = None) -> PersistedEvent:
     """Persist `event` in the caller's transaction and return it with its seq (taken now unless given)."""
     if seq is None:
         seq = next_seq(session, event.discussion_id)
-    stored = event.model_copy(update={"seq": seq, "at": utcnow()})
-    payload = stored.model_dump(mode="json", exclude={"discussion_id", "seq", "at", "type"})
-    session.execute(
-        insert(EventRecord).values(
-            discussion_id=event.discussion_id, seq=seq, type=stored.type, payload=payload, created_at=stored.at
-        )
+    return append_events(session, [(event, seq)])[0]
+
+
+def append_events(session: Session | Connection, events: list[tuple[PersistedEvent, int]]) -> list[PersistedEvent]:
+    """Persist events with the seqs the caller took, in one statement; returns them stamped with seq and time."""
+    now = utcnow()
+    stored = [event.model_copy(update={"seq": seq, "at": now}) for event, seq in events]
+    _core(session).execute(
+        _INSERT_EVENT,
+        [
+            {
+                "discussion_id": e.discussion_id,
+                "seq": e.seq,
+                "type": e.type,
+                "payload": e.model_dump(mode="json", exclude={"discussion_id", "seq", "at", "type"}),
+                "created_at": now,
+            }
+            for e in stored
+        ],
     )
     return stored
 

@@ -39,6 +39,7 @@ class TurnStarted(_Event):
     participant_id: int
     author_name: str
     round: int
+    label: str = ""  # what the protocol asked of this turn: a debate stance ("for", "against"...) or "synthesis"
 
 
 class TurnCompleted(_Event):
@@ -68,6 +69,11 @@ class TurnFailed(_Event):
     error_kind: str
     error_message: str
     partial_content: str = ""
+    # A call that failed after the model began writing was billed: its estimated tokens and cost count too.
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    tokens_estimated: bool = False
 
 
 class TurnStatus(_Event):
@@ -122,6 +128,126 @@ class HumanMessagePosted(_Event):
     message_id: int
     author_name: str
     content: str
+    participant_id: int | None = None
+
+
+class MemberChanged(_Event):
+    """A person joined the discussion or their role changed (the owner invited them or they used a join link)."""
+
+    type: Literal["member_changed"] = "member_changed"
+    participant_id: int
+    name: str
+    username: str
+    role: str
+    is_owner: bool = False
+    vote_weight: float = 1.0
+
+
+class HumanInputRequested(_Event):
+    """A typed prompt to people in the room; a blocking one holds the agents until it is answered or expires."""
+
+    type: Literal["human_input_requested"] = "human_input_requested"
+    prompt_id: int
+    kind: str
+    prompt: str
+    options: list[str] = []
+    target_roles: list[str] = []
+    target_users: list[str] = []
+    targets_label: str = ""  # "Alex (decision maker)"
+    deadline_at: datetime
+    default_answer: str = ""
+    blocking: bool = True
+    created_by: str = ""
+
+
+class HumanInputAnswered(_Event):
+    """A prompt was answered (first answer wins) or its deadline applied the default (`defaulted`)."""
+
+    type: Literal["human_input_answered"] = "human_input_answered"
+    prompt_id: int
+    answer: str
+    answered_by: str
+    defaulted: bool = False
+    message_id: int | None = None  # the transcript entry agents see
+
+
+class ConsensusUpdated(_Event):
+    """Where the room agrees and disagrees after a round, as data; `error` says why detection failed instead."""
+
+    type: Literal["consensus_updated"] = "consensus_updated"
+    round: int
+    report: dict | None = None  # backend.deliberation.consensus.ConsensusReport as JSON
+    error: str | None = None
+
+
+class PollOpened(_Event):
+    """A vote began over `options` ({"id", "text"}) with one counting rule; the count waits for `voters` until the
+    deadline (the must-approve person may vote too, but is not waited for)."""
+
+    type: Literal["poll_opened"] = "poll_opened"
+    poll_id: int
+    question: str
+    rule: str
+    options: list[dict]
+    voters: list[str] = []
+    deadline_at: datetime
+    exclude_own: bool = False
+
+
+class VoteCast(_Event):
+    """Someone voted (or changed their vote). How they voted stays hidden until the poll closes."""
+
+    type: Literal["vote_cast"] = "vote_cast"
+    poll_id: int
+    participant_id: int
+    voter_name: str
+    voter_kind: str
+    changed: bool = False
+
+
+class PollClosed(_Event):
+    """The count: winner or an explicit tie / no majority, the per-voter breakdown, and matrices for Schulze."""
+
+    type: Literal["poll_closed"] = "poll_closed"
+    poll_id: int
+    result: dict
+
+
+class DecisionProposed(_Event):
+    """The synthesis: the decision card as data (title, rationale, breakdown, dissent, concerns, action plan)."""
+
+    type: Literal["decision_proposed"] = "decision_proposed"
+    decision_id: int
+    decision: dict
+
+
+class DecisionSignedOff(_Event):
+    """The must-approve person's answer: approved (with conditions), overridden, or more discussion requested."""
+
+    type: Literal["decision_signed_off"] = "decision_signed_off"
+    decision_id: int
+    outcome: str
+    actor_name: str
+    conditions: str = ""
+    override_option: str | None = None
+    reason: str = ""
+    question: str = ""
+    extra_rounds: int = 0
+
+
+class CallRecorded(_Event):
+    """A model call outside the agents' turns (consensus, a ballot, the synthesis, the facilitator, a summary)
+    and what it cost, for the room's live totals; budgets count it too."""
+
+    type: Literal["call_recorded"] = "call_recorded"
+    participant_id: int | None = None
+    purpose: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    tokens_estimated: bool = False
+    cost_usd: float = 0.0
+    latency_ms: int = 0
 
 
 class DiscussionFinished(_Event):
@@ -142,6 +268,24 @@ class TokenDelta(_Event):
     text: str
 
 
+class Presence(_Event):
+    """Ephemeral: a person's tab is in the room (`online`), or stopped beating (`away`)."""
+
+    type: Literal["presence"] = "presence"
+    participant_id: int
+    state: Literal["online", "away"]
+
+
+class Typing(_Event):
+    """Ephemeral: a person is typing in the composer (shown for a few seconds)."""
+
+    type: Literal["typing"] = "typing"
+    participant_id: int
+    name: str
+
+
+EPHEMERAL_SIGNALS = (Presence, Typing)
+
 PersistedEvent = Annotated[
     DiscussionCreated
     | RunStarted
@@ -153,6 +297,16 @@ PersistedEvent = Annotated[
     | ContextSummarised
     | StepReport
     | HumanMessagePosted
+    | MemberChanged
+    | HumanInputRequested
+    | HumanInputAnswered
+    | ConsensusUpdated
+    | PollOpened
+    | VoteCast
+    | PollClosed
+    | DecisionProposed
+    | DecisionSignedOff
+    | CallRecorded
     | DiscussionPaused
     | DiscussionFinished,
     Field(discriminator="type"),
@@ -168,9 +322,21 @@ RoomEvent = Annotated[
     | ContextSummarised
     | StepReport
     | HumanMessagePosted
+    | MemberChanged
+    | HumanInputRequested
+    | HumanInputAnswered
+    | ConsensusUpdated
+    | PollOpened
+    | VoteCast
+    | PollClosed
+    | DecisionProposed
+    | DecisionSignedOff
+    | CallRecorded
     | DiscussionPaused
     | DiscussionFinished
-    | TokenDelta,
+    | TokenDelta
+    | Presence
+    | Typing,
     Field(discriminator="type"),
 ]
 room_event_adapter: TypeAdapter[RoomEvent] = TypeAdapter(RoomEvent)

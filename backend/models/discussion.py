@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
+from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
 from backend.models.base import timestamp_field
@@ -16,6 +17,7 @@ class DiscussionStatus(StrEnum):
     DRAFT = "draft"  # created, agents not run yet
     RUNNING = "running"  # a runner owns it (or will resume it after a restart)
     PAUSED = "paused"  # stopped by a budget or a human; Run Agents continues it
+    AWAITING_APPROVAL = "awaiting_approval"  # a decision is drafted; the must-approve person has the last word
     COMPLETED = "completed"
     FAILED = "failed"  # every agent turn failed
 
@@ -37,6 +39,20 @@ class Discussion(SQLModel, table=True):
     status: str = Field(default=DiscussionStatus.DRAFT, max_length=20, index=True)
     # Highest event seq appended so far; bumped in the same transaction as the insert, so seqs are gapless.
     last_seq: int = Field(default=0)
+    # Humans in the loop: a feedback prompt to contributors after each agent round, and protocol checkpoints
+    # (typed prompts asked after a given round; see backend.humans.checkpoints).
+    human_turns: bool = Field(default=False)
+    checkpoints: list[dict] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Deciding: after the rounds, a poll over `vote_options` (or the proposals consensus detection found) counted
+    # with `vote_rule`; None means the discussion ends without a vote. Humans have `vote_deadline_s` to vote.
+    vote_rule: str | None = Field(default=None, max_length=20)
+    vote_options: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    exclude_own_vote: bool = Field(default=False)
+    vote_deadline_s: int = Field(default=300)
+    stop_on_consensus: bool = Field(default=False)  # end the rounds once consensus is detected (then vote, if any)
+    # Consensus detection after every round (one extra model call a round); always on with a vote.
+    track_consensus: bool = Field(default=False)
+    owner_user_id: int | None = Field(default=None, foreign_key="user.id")
     created_by: str = Field(default="", max_length=120)
     created_at: datetime = timestamp_field()
     updated_at: datetime = timestamp_field()

@@ -17,7 +17,7 @@ class EventRecord(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("discussion_id", "seq", name="uq_event_seq"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    discussion_id: int = Field(foreign_key="discussion.id", index=True)
+    discussion_id: int = Field(foreign_key="discussion.id")  # indexed as uq_event_seq's leading column
     seq: int
     type: str = Field(max_length=40)
     payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

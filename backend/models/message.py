@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from backend.models.base import timestamp_field
@@ -26,10 +26,11 @@ class Message(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("discussion_id", "turn_key", name="uq_message_turn"),
         UniqueConstraint("discussion_id", "client_id", name="uq_message_client_id"),
+        Index("ix_message_discussion_seq", "discussion_id", "seq"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    discussion_id: int = Field(foreign_key="discussion.id", index=True)
+    discussion_id: int = Field(foreign_key="discussion.id")  # indexed by uq_message_turn and ix_message_discussion_seq
     participant_id: int | None = Field(default=None, foreign_key="participant.id")
     author_name: str = Field(max_length=120)
     author_kind: str = Field(max_length=10)
@@ -51,7 +52,7 @@ class Message(SQLModel, table=True):
     finish_reason: str | None = Field(default=None, max_length=40)
     # Seq of the event that started the turn (token deltas carry it) and of the event that finished it.
     start_seq: int | None = None
-    seq: int | None = Field(default=None, index=True)
+    seq: int | None = None
     # Idempotency for human posts: the client's id for this message.
     client_id: str | None = Field(default=None, max_length=80)
     created_at: datetime = timestamp_field()

@@ -25,6 +25,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from backend.providers.base import (
     Completion,
@@ -105,8 +106,12 @@ def estimate_tokens(text: str) -> int:
     return -(-len(text.encode("utf-8")) // 3)
 
 
+@lru_cache(maxsize=8192)
 def entry_tokens(entry: TranscriptEntry) -> int:
-    """Estimated tokens of one transcript entry, its author label and message overhead included."""
+    """Estimated tokens of one transcript entry, its author label and message overhead included.
+
+    Cached: every turn re-measures the whole transcript, whose entries are the same (immutable) objects.
+    """
     return estimate_tokens(entry.author) + estimate_tokens(entry.content) + MESSAGE_OVERHEAD
 
 
@@ -339,9 +344,10 @@ async def fit_transcript(
     window = max(window, MIN_WINDOW)
     max_tokens = max(1, min(max_tokens, window // 2))
     entries = list(entries)
+    tokens = transcript_tokens(system, entries, max_tokens)
+    if tokens + safety_margin(window) <= window:  # the usual case, measured once (as `fits` would)
+        return Fitted(entries, system, max_tokens, tokens)
     p = plan(system, entries, window=window, max_tokens=max_tokens)
-    if p.fits:
-        return Fitted(entries, system, max_tokens, transcript_tokens(system, entries, max_tokens))
     completion = None
     if summarise and p.to_summarise and p.summary_tokens >= MIN_SUMMARY_TOKENS:
         completion = await _summarise(
@@ -370,3 +376,23 @@ async def fit_transcript(
         dropped=dropped + squeezed,
         summary_usage=completion.usage if completion is not None else None,
     )
+
+
+async def fit_request(provider: ModelProvider, request: GenerationRequest) -> GenerationRequest:
+    """A one-off call's request (a ballot, a consensus report, a synthesis, a facilitator's pick) fitted into its
+    model's window: older turns are dropped or truncated, never summarised (that would be a second call per
+    step), and the question and the newest turns, the step's own instruction last, are kept."""
+    window = context_window(getattr(provider, "name", ""), request.model)
+    fitted = await fit_transcript(
+        provider,
+        request.model,
+        request.system,
+        request.transcript,
+        window=window,
+        max_tokens=request.max_tokens,
+        summarise=False,
+    )
+    if fitted.entries == list(request.transcript) and fitted.system == request.system:
+        return request
+    log.info("a %s call's prompt was cut to fit %s tokens (%s turns left out)", request.model, window, fitted.dropped)
+    return replace(request, system=fitted.system, transcript=fitted.entries, max_tokens=fitted.max_tokens)

@@ -16,20 +16,40 @@ import socket
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import or_, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
 
 from backend.config import get_settings
-from backend.db import run_db, session_scope
+from backend.db import get_engine, run_db
 from backend.events.bus import Bus, get_bus
 from backend.events.follower import LiveText
+from backend.humans import prompts
 from backend.models import Discussion, DiscussionStatus, RunnerLease
 from backend.models.base import utcnow
 from backend.observability import bind_discussion, discussion_active
 from backend.orchestrator.engine import Engine, LiveTurn, ProviderLookup, default_provider_lookup
 
 log = logging.getLogger(__name__)
+
+# The lease statements, built once (Core, no ORM session: they run for every discussion started).
+_LEASE = RunnerLease.__table__  # type: ignore[attr-defined]
+_TAKE = (
+    update(_LEASE)
+    .where(
+        _LEASE.c.discussion_id == bindparam("did"),
+        or_(_LEASE.c.owner == bindparam("me"), _LEASE.c.expires_at <= bindparam("now")),
+    )
+    .values(owner=bindparam("me"), expires_at=bindparam("until"))
+)
+_HELD = select(_LEASE.c.owner).where(_LEASE.c.discussion_id == bindparam("did"))
+_NEW = insert(_LEASE).values(discussion_id=bindparam("did"), owner=bindparam("me"), expires_at=bindparam("until"))
+_RENEW = (
+    update(_LEASE)
+    .where(_LEASE.c.discussion_id == bindparam("did"), _LEASE.c.owner == bindparam("me"))
+    .values(expires_at=bindparam("until"))
+)
+_RELEASE = delete(_LEASE).where(_LEASE.c.discussion_id == bindparam("did"), _LEASE.c.owner == bindparam("me"))
+_STATUS = select(Discussion.status).where(Discussion.id == bindparam("did"))  # type: ignore[arg-type]
 
 
 class Runner:
@@ -49,6 +69,7 @@ class Runner:
         self.engines: dict[int, Engine] = {}
         self.tasks: dict[int, asyncio.Task] = {}
         self._janitor: asyncio.Task | None = None
+        self._prompt_clock: asyncio.Task | None = None
         self._start_lock = asyncio.Lock()
 
     @property
@@ -62,40 +83,31 @@ class Runner:
         INSERT), so two runners can never both win: on SQLite, FOR UPDATE is ignored and the SELECT runs outside
         the transaction, so a read-then-write lets two runners both take the same expired lease."""
         now = utcnow()
-        expires = now + timedelta(seconds=self.lease_seconds)
+        lease = {
+            "did": discussion_id,
+            "me": self.owner,
+            "now": now,
+            "until": now + timedelta(seconds=self.lease_seconds),
+        }
         try:
-            with session_scope() as s:
-                taken = s.execute(
-                    update(RunnerLease)
-                    .where(
-                        RunnerLease.discussion_id == discussion_id,  # type: ignore[arg-type]
-                        or_(RunnerLease.owner == self.owner, RunnerLease.expires_at <= now),  # type: ignore[arg-type]
-                    )
-                    .values(owner=self.owner, expires_at=expires)
-                ).rowcount
-                if taken:
+            with get_engine().begin() as c:
+                if c.execute(_TAKE, lease).rowcount:
                     return True
-                if s.get(RunnerLease, discussion_id) is not None:
+                if c.execute(_HELD, lease).first() is not None:
                     return False  # a live runner holds it
-                s.add(RunnerLease(discussion_id=discussion_id, owner=self.owner, expires_at=expires))
+                c.execute(_NEW, lease)
                 return True
         except IntegrityError:
             return False  # another runner inserted it first
 
     def _renew(self, discussion_id: int) -> bool:
-        with session_scope() as s:
-            renewed = s.execute(
-                update(RunnerLease)
-                .where(RunnerLease.discussion_id == discussion_id, RunnerLease.owner == self.owner)  # type: ignore[arg-type]
-                .values(expires_at=utcnow() + timedelta(seconds=self.lease_seconds))
-            ).rowcount
-            return bool(renewed)
+        until = utcnow() + timedelta(seconds=self.lease_seconds)
+        with get_engine().begin() as c:
+            return bool(c.execute(_RENEW, {"did": discussion_id, "me": self.owner, "until": until}).rowcount)
 
     def _release(self, discussion_id: int) -> None:
-        with session_scope() as s:
-            lease = s.get(RunnerLease, discussion_id)
-            if lease is not None and lease.owner == self.owner:
-                s.delete(lease)
+        with get_engine().begin() as c:
+            c.execute(_RELEASE, {"did": discussion_id, "me": self.owner})
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -124,9 +136,8 @@ class Runner:
 
     @staticmethod
     def _status(discussion_id: int) -> str | None:
-        with session_scope() as s:
-            d = s.get(Discussion, discussion_id)
-            return d.status if d else None
+        with get_engine().connect() as c:
+            return c.execute(_STATUS, {"did": discussion_id}).scalar_one_or_none()
 
     async def _drive(self, engine: Engine) -> None:
         bind_discussion(engine.discussion_id)  # every log line of this task names its discussion
@@ -171,8 +182,8 @@ class Runner:
 
     @staticmethod
     def _unfinished() -> list[int]:
-        with session_scope() as s:
-            return list(s.exec(select(Discussion.id).where(Discussion.status == DiscussionStatus.RUNNING)))  # type: ignore[arg-type]
+        with get_engine().connect() as c:
+            return list(c.execute(select(Discussion.id).where(Discussion.status == DiscussionStatus.RUNNING)).scalars())  # type: ignore[arg-type]
 
     async def resume_unfinished(self) -> list[int]:
         """Start every discussion marked running that no live runner holds; returns those started."""
@@ -193,15 +204,37 @@ class Runner:
                 log.exception("runner janitor failed")
             await asyncio.sleep(interval)
 
+    async def expire_prompts(self) -> int:
+        """Apply the default to every prompt past its deadline, in any discussion (one that is a draft, paused or
+        waiting for sign-off has no engine to do it); publishes the answers and returns how many there were."""
+        expired = 0
+        for discussion_id in await run_db(prompts.due_discussions):
+            for event in await run_db(prompts.expire_due, discussion_id):
+                await self.bus.publish(event)
+                expired += 1
+        return expired
+
+    async def run_prompt_clock(self, interval: float = 1.0) -> None:
+        """`expire_prompts` every `interval` seconds, so a deadline is kept to within a second."""
+        while True:
+            try:
+                await self.expire_prompts()
+            except Exception:
+                log.exception("prompt deadlines: sweep failed")
+            await asyncio.sleep(interval)
+
     def start_background(self) -> None:
-        """Start the janitor loop in the running event loop (called at app start)."""
+        """Start the janitor and the prompt clock in the running event loop (called at app start)."""
         if self._janitor is None or self._janitor.done():
             self._janitor = asyncio.create_task(self.run_janitor(), name="runner-janitor")
+        if self._prompt_clock is None or self._prompt_clock.done():
+            self._prompt_clock = asyncio.create_task(self.run_prompt_clock(), name="prompt-clock")
 
     async def shutdown(self) -> None:
         """Stop engines and release their leases, so another process resumes them at once."""
-        if self._janitor:
-            self._janitor.cancel()
+        for loop_task in (self._janitor, self._prompt_clock):
+            if loop_task:
+                loop_task.cancel()
         tasks = list(self.tasks.values())
         for task in tasks:
             task.cancel()

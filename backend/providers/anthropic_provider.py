@@ -3,6 +3,9 @@
 The SDK does the retrying (429, 408/409 and 5xx; it waits as long as `Retry-After` asks). This module only
 reads the raw event stream, so it can tell a finished reply (`message_stop`) from one that was cut off.
 `temperature` is not sent: this SDK version's Messages API has no sampling parameters.
+A request with a JSON schema uses Anthropic's structured outputs (`output_config.format`, the schema passed through
+the SDK's `transform_schema`, which moves constraints the API does not enforce into descriptions); older models
+that reject it get the schema as an instruction in the system prompt instead. The reply streams as text either way.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anthropic
 
@@ -20,6 +24,7 @@ from backend.providers.base import (
     StreamItem,
     TokenDelta,
     Usage,
+    json_schema_instruction,
     to_chat_messages,
 )
 
@@ -45,6 +50,7 @@ class AnthropicProvider:
         # One SDK client per event loop: its connection pool cannot be shared across loops.
         self._client: anthropic.AsyncAnthropic | None = None
         self._client_key: tuple[object, ...] = ()
+        self._no_native_json: set[str] = set()  # models that rejected `output_config.format`
 
     def _get_client(self) -> anthropic.AsyncAnthropic:
         api_key = self._api_key or os.environ.get("ANTHROPIC_API_KEY")
@@ -74,13 +80,7 @@ class AnthropicProvider:
         refusal_detail: str | None = None
         finished = False
         try:
-            events = await client.messages.create(
-                model=request.model,
-                max_tokens=request.max_tokens,
-                system=request.system or anthropic.omit,
-                messages=messages,
-                stream=True,
-            )
+            events = await self._open_stream(client, request, messages)
             async with events:
                 async for event in events:
                     if event.type == "message_start":
@@ -116,6 +116,45 @@ class AnthropicProvider:
             raise errors.empty_reply(VENDOR, finish_reason)
         usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens, cached_tokens=cached_tokens)
         yield Completion(text=text, usage=usage, finish_reason=finish_reason, model=model)
+
+    async def _open_stream(
+        self, client: anthropic.AsyncAnthropic, request: GenerationRequest, messages: list[dict[str, str]]
+    ) -> anthropic.AsyncStream[anthropic.types.RawMessageStreamEvent]:
+        """Start the stream. With a JSON schema, ask for structured output natively (`output_config.format`);
+        a model that rejects it is asked once more with the schema in the system prompt instead, and is not sent
+        the native field again by this provider."""
+        schema = request.json_schema
+        system = request.system
+        output_config: anthropic.types.OutputConfigParam | anthropic.Omit = anthropic.omit
+        if schema is not None and request.model not in self._no_native_json:
+            try:
+                output_config = {"format": {"type": "json_schema", "schema": anthropic.transform_schema(schema)}}
+            except (TypeError, ValueError):  # a schema the API cannot take natively: ask in the prompt instead
+                self._no_native_json.add(request.model)
+        if schema is not None and output_config is anthropic.omit:
+            system = "\n\n".join(part for part in (system, json_schema_instruction(schema)) if part)
+        params: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            "system": system or anthropic.omit,
+            "messages": messages,
+            "stream": True,
+        }
+        if output_config is anthropic.omit:
+            return await client.messages.create(**params)
+        try:
+            return await client.messages.create(**params, output_config=output_config)
+        except anthropic.BadRequestError as exc:
+            if not _native_json_rejected(exc):
+                raise
+            self._no_native_json.add(request.model)
+        return await self._open_stream(client, request, messages)
+
+
+def _native_json_rejected(exc: anthropic.BadRequestError) -> bool:
+    """A 400 that says this model (or an Anthropic-compatible server) does not take `output_config.format`."""
+    text = str(exc).lower()
+    return any(word in text for word in ("output_config", "output_format", "structured output", "json_schema"))
 
 
 def _prompt_tokens(usage: anthropic.types.Usage | anthropic.types.MessageDeltaUsage) -> tuple[int, int]:

@@ -8,10 +8,12 @@ without knowing which vendor it was.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 
 class ErrorKind(StrEnum):
@@ -108,6 +110,25 @@ class GenerationRequest:
     transcript: list[TranscriptEntry]
     max_tokens: int = 400
     temperature: float = 0.7
+    # A JSON Schema the reply must follow (structured output), or None for free text. Each provider uses its
+    # vendor's native mechanism where there is one; the reply still streams as text, and the caller parses
+    # and validates it (see backend/deliberation/structured.py), because no vendor guarantees validity.
+    json_schema: dict[str, Any] | None = None
+
+
+def json_schema_name(schema: dict[str, Any], default: str = "reply") -> str:
+    """A name for `schema` in the form vendors accept (letters, digits, _ and -, at most 64 characters)."""
+    title = str(schema.get("title") or default)
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", title).strip("_")[:64]
+    return name or default
+
+
+def json_schema_instruction(schema: dict[str, Any]) -> str:
+    """The system-prompt text that asks for JSON when a vendor has no native way to enforce a schema."""
+    return (
+        "Answer with one JSON object and nothing else: no prose before or after it and no Markdown code fence. "
+        "It must validate against this JSON Schema:\n" + json.dumps(schema, ensure_ascii=False, separators=(",", ":"))
+    )
 
 
 @runtime_checkable

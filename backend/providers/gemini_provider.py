@@ -1,10 +1,14 @@
 """Google's Gemini API behind the streaming interface, on the official `google-genai` SDK.
 
 Retries are the SDK's (tenacity inside `HttpOptions.retry_options`). Without retry options the SDK never
-retries, so they are set explicitly: three attempts in all, on 429/5xx. The SDK ignores `Retry-After` and
-Google's RetryInfo: it backs off exponentially (about 1 s, then 2 s, plus up to 0.5 s jitter). It also
-retries connect errors and timeouts under the same budget, which cannot be switched off separately.
+retries, so they are set explicitly: three attempts in all, on 429/5xx. The SDK itself ignores `Retry-After`
+and backs off exponentially (about 1 s, then 2 s, plus up to 0.5 s jitter); a response hook on its HTTP client
+(`retry_policy.GeminiRetryAfter`) makes it honour Retry-After up to 60 s and fail at once beyond, as the other
+SDKs do. It also retries connect errors and timeouts under the same budget, which cannot be switched off
+separately.
 The API version is pinned to v1beta, where system instructions and every generation option are available.
+A request with a JSON schema sets `response_mime_type="application/json"` and `response_json_schema`, Gemini's
+native structured output; the JSON still streams as text parts.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import AsyncIterator
 from google import genai
 from google.genai import types
 
-from backend.providers import errors
+from backend.providers import errors, retry_policy
 from backend.providers.base import (
     Completion,
     GenerationRequest,
@@ -37,6 +41,7 @@ RETRY_OPTIONS = types.HttpRetryOptions(
     jitter=0.5,
     http_status_codes=[429, 500, 502, 503, 504],
 )
+RETRY_AFTER = retry_policy.GeminiRetryAfter(VENDOR, sdk_backoff_s=RETRY_OPTIONS.initial_delay or 1.0)
 
 _FINISH_REASONS = {types.FinishReason.STOP: "stop", types.FinishReason.MAX_TOKENS: "length"}
 _FILTERED = {
@@ -79,6 +84,7 @@ class GeminiProvider:
                     api_version="v1beta",
                     timeout=round(self._timeout * 1000),  # milliseconds
                     retry_options=RETRY_OPTIONS,
+                    async_client_args={"event_hooks": {"response": [RETRY_AFTER]}},
                 ),
             )
             self._client_key = (api_key, base_url)
@@ -97,11 +103,17 @@ class GeminiProvider:
             max_output_tokens=request.max_tokens,
             temperature=request.temperature,
         )
+        if request.json_schema is not None:
+            # `response_json_schema` takes plain JSON Schema ($defs, $ref, anyOf), unlike `response_schema`'s
+            # OpenAPI subset, so a pydantic model's schema goes through as it is.
+            config.response_mime_type = "application/json"
+            config.response_json_schema = request.json_schema
         parts: list[str] = []
         model = request.model
         finish: types.FinishReason | None = None
         blocked: str | None = None
         metadata: types.GenerateContentResponseUsageMetadata | None = None
+        RETRY_AFTER.begin()
         try:
             chunks = await client.aio.models.generate_content_stream(
                 model=request.model, contents=contents, config=config

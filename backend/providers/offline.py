@@ -11,7 +11,10 @@ tiny, so the design goals are about the host, not the answers:
   reading) and frees the model for the next call;
 * the prompt always fits the context window: the oldest middle messages are dropped and oversized ones
   are shortened, so a context-overflow error cannot happen;
-* a missing model or llama.cpp is a readable `ProviderError(BAD_REQUEST)`, never an import-time crash.
+* a missing model or llama.cpp is a readable `ProviderError(BAD_REQUEST)`, never an import-time crash;
+* a request with a JSON schema is constrained by a llama.cpp grammar built from that schema (what
+  `create_chat_completion(response_format={"type": "json_object", "schema": ...})` does), because a model
+  this small cannot be trusted to write valid JSON on its own.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import asyncio
 import atexit
 import codecs
 import contextlib
+import functools
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -81,6 +86,9 @@ _ROOM_PREAMBLE = (
     "You are one participant in a team discussion. Each message is shown as [Name]: text. "
     "When it is your turn, write only your own reply, without a name label."
 )
+# Structured requests (a JSON schema): the output is constrained by a grammar, so the prompt only sets the task.
+_JSON_PREAMBLE = "You read a team discussion, shown as [Name]: text, and answer with data in JSON."
+_JSON_CUE = "(Answer with the JSON object only.)"
 
 
 def _not_installed(detail: str) -> ProviderError:
@@ -130,6 +138,7 @@ class _Prepared:
     max_tokens: int
     self_name: str | None
     dropped: int
+    grammar: Any = None  # a LlamaGrammar when the reply must follow a JSON schema
 
 
 _DONE = object()
@@ -194,7 +203,9 @@ class _Runtime:
         head = self.llm.detokenize(tokens[: max(limit - 4, 1)]).decode("utf-8", "ignore")
         return head.rstrip() + " […]"
 
-    def _render(self, system: str, entries: list[TranscriptEntry], cue: str) -> list[int]:
+    def _render(
+        self, system: str, entries: list[TranscriptEntry], cue: str, preamble: str = _ROOM_PREAMBLE
+    ) -> list[int]:
         """Prompt layout chosen for the KV cache: [room preamble][transcript][persona + cue].
 
         Every agent sees the same preamble and the same transcript (its own messages included as
@@ -204,7 +215,7 @@ class _Runtime:
         """
         shared = [replace(e, is_self=False) for e in entries]
         closing = f"{system}\n\n{cue}" if system else cue
-        messages = [{"role": "system", "content": _ROOM_PREAMBLE}]
+        messages = [{"role": "system", "content": preamble}]
         messages += [{"role": m.role, "content": m.content} for m in to_chat_messages(shared, speaker_cue=closing)]
         result = self._formatter(messages=messages)
         return self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
@@ -214,18 +225,22 @@ class _Runtime:
         max_tokens = max(1, min(request.max_tokens, self.n_ctx // 2))
         budget = self.n_ctx - max_tokens - _SAFETY_TOKENS
         self_name = next((e.author[:_MAX_NAME] for e in reversed(request.transcript) if e.is_self), None)
-        cue = speaker_cue(self_name)
+        cue, preamble, grammar = speaker_cue(self_name), _ROOM_PREAMBLE, None
+        if request.json_schema is not None:
+            cue, preamble, grammar = _JSON_CUE, _JSON_PREAMBLE, _grammar_for(json.dumps(request.json_schema))
         system = _defuse(request.system.strip())
         entries = [
             replace(e, author=_defuse(e.author)[:_MAX_NAME], content=_defuse(e.content)) for e in request.transcript
         ]
-        tokens = self._render(system, entries, cue)
+        tokens = self._render(system, entries, cue, preamble)
         if len(tokens) <= budget:
-            return _Prepared(tokens, max_tokens, self_name, 0)
-        tokens, dropped = self._fit(system, entries, cue, budget)
-        return _Prepared(tokens, max_tokens, self_name, dropped)
+            return _Prepared(tokens, max_tokens, self_name, 0, grammar)
+        tokens, dropped = self._fit(system, entries, cue, budget, preamble)
+        return _Prepared(tokens, max_tokens, self_name, dropped, grammar)
 
-    def _fit(self, system: str, entries: list[TranscriptEntry], cue: str, budget: int) -> tuple[list[int], int]:
+    def _fit(
+        self, system: str, entries: list[TranscriptEntry], cue: str, budget: int, preamble: str = _ROOM_PREAMBLE
+    ) -> tuple[list[int], int]:
         """Keep the question (first entry), the latest entry, and as many recent ones as fit.
 
         Older messages are dropped in blocks of `_DROP_BLOCK`, so the kept window (and with it the cached
@@ -236,7 +251,7 @@ class _Runtime:
         while True:
             sys_ = self._shorten(system, cap)
             ends = [replace(e, content=self._shorten(e.content, cap)) for e in first + last]
-            fixed = len(self._render(sys_, ends, cue))
+            fixed = len(self._render(sys_, ends, cue, preamble))
             if fixed <= budget - 32 or cap <= 16:
                 break
             cap = int(cap * 0.7)
@@ -263,14 +278,14 @@ class _Runtime:
                 if dropped
                 else []
             )
-            tokens = self._render(sys_, ends[:1] + note + kept + ends[1:], cue)
+            tokens = self._render(sys_, ends[:1] + note + kept + ends[1:], cue, preamble)
             if len(tokens) <= budget:
                 return tokens, dropped
             if kept:
                 dropped = min(len(middle), dropped + _DROP_BLOCK)
                 continue
             if cap == 1:  # cannot happen with sane inputs; the bare cue always fits
-                return self._render("", [], cue), len(entries)
+                return self._render("", [], cue, preamble), len(entries)
             # Nothing left to drop: shrink everything hard until it fits.
             cap = max(1, cap // 2)
             sys_ = self._shorten(system, cap)
@@ -312,6 +327,7 @@ class _Runtime:
             top_p=_TOP_P,
             min_p=_MIN_P,
             repeat_penalty=_REPEAT_PENALTY,
+            grammar=prepared.grammar,
         )
         try:
             for token in stream:
@@ -341,6 +357,40 @@ def speaker_cue(name: str | None) -> str:
     return f"({who}: reply in 2-4 sentences, in your own words.)"
 
 
+# llama.cpp expands `maxLength: n` into n optional repetitions: a few thousand make its grammar parser give up with
+# an abort that takes the whole process down (it cannot be caught). Caps keep every grammar small; the caller's
+# validation still checks the reply, and a tiny model writes short answers anyway.
+GRAMMAR_MAX_LENGTH = 240
+GRAMMAR_MAX_ITEMS = 8
+
+
+def grammar_safe(schema: Any) -> Any:
+    """A copy of `schema` with every maxLength and maxItems capped for llama.cpp's grammar converter."""
+    if isinstance(schema, dict):
+        safe = {k: grammar_safe(v) for k, v in schema.items()}
+        if isinstance(safe.get("maxLength"), int):
+            safe["maxLength"] = min(safe["maxLength"], GRAMMAR_MAX_LENGTH)
+        if isinstance(safe.get("maxItems"), int):
+            safe["maxItems"] = min(safe["maxItems"], GRAMMAR_MAX_ITEMS)
+        return safe
+    if isinstance(schema, list):
+        return [grammar_safe(v) for v in schema]
+    return schema
+
+
+@functools.lru_cache(maxsize=16)
+def _grammar_for(schema_json: str) -> Any:
+    """llama.cpp's grammar for a JSON schema (what `response_format={"type": "json_object", "schema": ...}` builds
+    in `create_chat_completion`), or for any JSON object when the converter cannot handle the schema."""
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    try:
+        return LlamaGrammar.from_json_schema(json.dumps(grammar_safe(json.loads(schema_json))), verbose=False)
+    except Exception as exc:  # an unsupported schema feature: still force JSON; the caller validates it
+        log.warning("offline model: JSON schema not convertible to a grammar (%s); using plain JSON", exc)
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+
+
 def _defuse(text: str) -> str:
     """Stop transcript text from forging chat-template control tokens such as <|im_start|>."""
     for marker in _SPECIAL_MARKERS:
@@ -351,6 +401,18 @@ def _defuse(text: str) -> str:
 _LEADING_LABEL = re.compile(r"\s*\[[^\]\n]{1,60}\]\s*:\s*")
 _NEW_TURN = re.compile(r"\n\s*\[[^\]\n]{1,60}\]\s*:")
 _PARTIAL_TURN = re.compile(r"\n\s*(?:\[[^\]\n]{0,60}(?:\]\s*)?)?$")
+
+
+class _PassThrough:
+    """No clean-up for grammar-constrained JSON: labels and turn changes cannot occur in it."""
+
+    cut = False
+
+    def feed(self, text: str) -> str:
+        return text
+
+    def finish(self) -> str:
+        return ""
 
 
 class _ReplyFilter:
@@ -515,7 +577,7 @@ class OfflineProvider:
                     emit(_DONE)
 
             future = loop.run_in_executor(executor, work)
-            reply = _ReplyFilter(prepared.self_name)
+            reply = _ReplyFilter(prepared.self_name) if prepared.grammar is None else _PassThrough()
             parts: list[str] = []
             try:
                 while isinstance(item := await queue.get(), str):

@@ -4,6 +4,8 @@ Both classes share one code path on the official `openai` SDK, which does the re
 and connection errors; it waits as long as `Retry-After` asks, up to two minutes, and does not retry at all
 when asked to wait longer). Local servers (Ollama, vLLM, llama.cpp, LM Studio) often report no usage, so
 their token counts are estimated, and the reply counts as finished only once a `finish_reason` arrived.
+A request with a JSON schema is sent as `response_format={"type": "json_schema", ...}`, which OpenAI and most
+compatible servers (vLLM, llama.cpp, LM Studio, Ollama) enforce natively.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from backend.providers.base import (
     StreamItem,
     TokenDelta,
     Usage,
+    json_schema_name,
     to_chat_messages,
 )
 
@@ -128,6 +131,17 @@ class OpenAIProvider:
             self._max_tokens_field: request.max_tokens,
             "stream": True,
         }
+        if request.json_schema is not None:
+            # Structured output. Not `strict`: strict mode rejects common schema features (defaults, bounds)
+            # and many compatible servers do not implement it; the caller validates the reply anyway.
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": json_schema_name(request.json_schema),
+                    "schema": request.json_schema,
+                    "strict": False,
+                },
+            }
         if self._send_stream_options:
             try:
                 return await client.chat.completions.create(**params, stream_options={"include_usage": True})

@@ -158,12 +158,17 @@ def _problem(provider: str, model: str, base_url: str | None) -> tuple[ErrorKind
     return None
 
 
-def validate_agent(provider: str, model: str, base_url: str | None = None) -> str | None:
+def validate_agent(
+    provider: str, model: str, base_url: str | None = None, *, allow_missing_key: bool = False
+) -> str | None:
     """Why an agent with these settings cannot run here (one user-facing sentence or two), or None.
 
-    An empty model means "the provider's default" except for openai_compatible, which has none.
-    """
+    An empty model means "the provider's default" except for openai_compatible, which has none. With
+    `allow_missing_key`, settings that are right but wait for a key in the environment pass (a persona may name a
+    provider before its key is set)."""
     problem = _problem(provider, model or "", base_url)
+    if problem and allow_missing_key and problem[0] == ErrorKind.AUTH:
+        return None
     return problem[1] if problem else None
 
 

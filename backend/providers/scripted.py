@@ -48,6 +48,8 @@ class ScriptedProvider:
     `fail_with` set, the call raises that error: at once when `fail_after_tokens` is None, otherwise after
     that many chunks. A reply longer than `request.max_tokens` chunks is cut with finish reason "length".
     All attributes may be changed between calls (e.g. clear `fail_with` to let a retry succeed).
+    A request's `json_schema` is recorded with it but not enforced: the script is what the test wants the model to
+    have said, malformed JSON included.
     """
 
     def __init__(

@@ -9,9 +9,22 @@ from sqlmodel import Session, func, select
 
 from backend.config import get_settings
 from backend.db import session_scope
+from backend.deliberation import voting
+from backend.deliberation.polls import MAX_OPTIONS, normalise_options
 from backend.events.log import append_event
-from backend.events.schema import DiscussionCreated, HumanMessagePosted, TurnRetryRequested
+from backend.events.schema import (
+    DiscussionCreated,
+    DiscussionPaused,
+    HumanMessagePosted,
+    MemberChanged,
+    TurnRetryRequested,
+)
+from backend.humans import audit, mentions
+from backend.humans.checkpoints import validate_checkpoints
+from backend.humans.membership import add_owner, authorize, load_open, unique_name
+from backend.humans.roles import Permission, parse_role
 from backend.models import (
+    Decision,
     Discussion,
     DiscussionStatus,
     Message,
@@ -19,10 +32,16 @@ from backend.models import (
     Participant,
     ParticipantKind,
     Persona,
+    User,
 )
 from backend.models.base import utcnow
+from backend.protocols import PROTOCOLS
+from backend.protocols.consensus_building import DEFAULT_RULE as CONSENSUS_RULE
+from backend.protocols.consensus_building import ConsensusBuilding
+from backend.protocols.round_robin import RoundRobin
+from backend.protocols.staged import MAX_STAGES, MIN_STAGES, Staged
 from backend.providers import registry
-from backend.services.errors import InputError, NotFound
+from backend.services.errors import Forbidden, InputError, NotFound
 
 MAX_ROUNDS = 10
 MAX_AGENTS = 8
@@ -70,7 +89,24 @@ def _validate_budget(tokens: int | None, usd: float | None) -> dict[str, str]:
     return errors
 
 
-def set_budget(*, discussion_id: int, budget_tokens: int | None, budget_usd: float | None) -> Discussion:
+def _validate_vote(rule: str | None, options: list[str], deadline_s: int) -> dict[str, str]:
+    """A vote at the end is optional; when asked for, its rule and options must make sense."""
+    if not rule:
+        return {"vote_options": "Choose a voting rule to vote on these options."} if options else {}
+    if rule not in voting.RULES:
+        return {"vote_rule": f"Unknown voting rule '{rule}'; choose one of: {', '.join(voting.RULES)}."}
+    if options and len(normalise_options(options)) < 2:
+        return {"vote_options": "Give at least two different options, or none to vote on the proposals."}
+    if len(options) > MAX_OPTIONS:
+        return {"vote_options": f"A vote has at most {MAX_OPTIONS} options."}
+    if not 10 <= deadline_s <= 7 * 24 * 3600:
+        return {"vote_deadline": "People get between 10 seconds and 7 days to vote."}
+    return {}
+
+
+def set_budget(
+    *, discussion_id: int, budget_tokens: int | None, budget_usd: float | None, actor: User | None = None
+) -> Discussion:
     """Change a discussion's budgets (None = no limit); a paused discussion can then be run again."""
     errors = _validate_budget(budget_tokens, budget_usd)
     if errors:
@@ -79,14 +115,43 @@ def set_budget(*, discussion_id: int, budget_tokens: int | None, budget_usd: flo
         discussion = session.get(Discussion, discussion_id)
         if discussion is None:
             raise NotFound(f"No discussion {discussion_id}.")
+        previous = f"tokens={discussion.budget_tokens} usd={discussion.budget_usd}"
         discussion.budget_tokens, discussion.budget_usd = budget_tokens, budget_usd
         discussion.updated_at = utcnow()
+        if actor is not None:
+            audit.record(
+                session,
+                actor=actor,
+                action="discussion.budget",
+                discussion_id=discussion_id,
+                previous=previous,
+                new=f"tokens={budget_tokens} usd={budget_usd}",
+            )
         session.add(discussion)
         return discussion
 
 
-def request_retry(*, discussion_id: int, message_id: int, requested_by: str = "") -> TurnRetryRequested:
-    """Queue a failed agent turn to be run again (alone); the discussion reopens if it had finished."""
+def stop(*, discussion_id: int, actor: User | None) -> DiscussionPaused:
+    """The owner stops the agents: the turn in flight finishes, no new one starts; Run Agents continues."""
+    with session_scope() as session:
+        discussion = load_open(session, discussion_id, lock=True)
+        who = authorize(session, discussion_id, actor, Permission.MANAGE)
+        if discussion.status != DiscussionStatus.RUNNING:
+            raise InputError({"stop": "The agents are not running."})
+        reason = f"Stopped by {who.name}. Press Run Agents to continue."
+        discussion.status, discussion.pause_reason, discussion.updated_at = DiscussionStatus.PAUSED, reason, utcnow()
+        session.add(discussion)
+        audit.record(session, actor=actor, action="discussion.stop", discussion_id=discussion_id, previous="running")
+        return append_event(session, DiscussionPaused(discussion_id=discussion_id, reason=reason))  # type: ignore[return-value]
+
+
+def request_retry(
+    *, discussion_id: int, message_id: int, requested_by: str = "", actor: User | None = None
+) -> TurnRetryRequested:
+    """Queue a failed agent turn to be run again (alone).
+
+    A finished discussion reopens for it only by its owner's hand, and never once a decision is waiting for or has
+    had its sign-off: a retry must not slip new text under what the must-approve person is judging or signed."""
     with session_scope() as session:
         discussion = session.get(Discussion, discussion_id, with_for_update=True)
         message = session.get(Message, message_id)
@@ -94,12 +159,29 @@ def request_retry(*, discussion_id: int, message_id: int, requested_by: str = ""
             raise NotFound(f"No message {message_id} in discussion {discussion_id}.")
         if message.author_kind != ParticipantKind.AGENT or message.status != MessageStatus.FAILED:
             raise InputError({"message": "Only a failed agent turn can be retried."})
-        message.status = MessageStatus.QUEUED
-        session.add(message)
-        if discussion.status in (DiscussionStatus.COMPLETED, DiscussionStatus.FAILED):
+        if discussion.status == DiscussionStatus.AWAITING_APPROVAL:
+            raise Forbidden("The decision is waiting for sign-off; a turn cannot be retried under it.")
+        reopening = discussion.status in (DiscussionStatus.COMPLETED, DiscussionStatus.FAILED)
+        if reopening:
+            if session.exec(select(Decision.id).where(Decision.discussion_id == discussion_id)).first():
+                raise Forbidden("This discussion ended in a decision; it is closed.")
+            if actor is not None:
+                authorize(session, discussion_id, actor, Permission.MANAGE)
             discussion.status = DiscussionStatus.RUNNING
             discussion.updated_at = utcnow()
             session.add(discussion)
+        message.status = MessageStatus.QUEUED
+        session.add(message)
+        if actor is not None:
+            audit.record(
+                session,
+                actor=actor,
+                action="turn.retry",
+                discussion_id=discussion_id,
+                target=f"{message.author_name}, round {message.round}",
+                previous="failed" + (f" (discussion {discussion_id} had ended)" if reopening else ""),
+                new="queued",
+            )
         assert message.participant_id is not None
         return append_event(
             session,
@@ -112,14 +194,6 @@ def request_retry(*, discussion_id: int, message_id: int, requested_by: str = ""
         )
 
 
-def _unique_name(base: str, taken: set[str]) -> str:
-    name, n = base, 2
-    while name in taken:
-        name, n = f"{base} {n}", n + 1
-    taken.add(name)
-    return name
-
-
 def create_discussion(
     *,
     topic: str,
@@ -130,38 +204,90 @@ def create_discussion(
     budget_tokens: int | None = None,
     budget_usd: float | None = None,
     parallel_openings: bool = False,
+    owner: User | None = None,
+    owner_role: str = "contributor",
+    human_turns: bool = False,
+    checkpoints: list[dict] | None = None,
+    vote_rule: str | None = None,
+    vote_options: list[str] | None = None,
+    exclude_own_vote: bool = False,
+    vote_deadline_s: int = 300,
+    stop_on_consensus: bool = False,
+    track_consensus: bool = False,
+    protocol: str = "round_robin",
 ) -> Discussion:
-    """Validate everything first, then create the discussion, its agents and its opening question at once."""
+    """Validate everything first, then create the discussion, its agents and its opening question at once.
+
+    With an `owner` (a signed-in person) they join as the discussion's owner with `owner_role`; without one (the
+    CLI, benchmarks) a plain host participant asks the question.
+    """
     topic = topic.strip()
-    created_by = (created_by or "Host").strip()[:120] or "Host"
+    created_by = (owner.display_name if owner else (created_by or "Host").strip()[:120]) or "Host"
     with session_scope() as session:
         personas = {p.key: p for p in session.exec(select(Persona))}
         errors = _validate(topic, agents, rounds, personas)
         errors.update(_validate_budget(budget_tokens, budget_usd))
+        try:
+            role = parse_role(owner_role)
+        except ValueError as err:
+            errors["owner_role"] = str(err)
+        plan, problem = validate_checkpoints(checkpoints or [], rounds)
+        if problem:
+            errors["checkpoints"] = problem
+        if protocol not in PROTOCOLS:
+            errors["protocol"] = f"Unknown protocol '{protocol}'; choose one of: {', '.join(PROTOCOLS)}."
+        elif parallel_openings and protocol not in (RoundRobin.name, ConsensusBuilding.name):
+            errors["protocol"] = "Independent opening statements work with round-robin or consensus building."
+        elif protocol == Staged.name and not MIN_STAGES <= rounds <= MAX_STAGES:
+            errors["rounds"] = f"A staged deliberation has {MIN_STAGES} to {MAX_STAGES} stages (its rounds)."
+        elif protocol == ConsensusBuilding.name:  # consensus building always ends in a vote, early on agreement
+            vote_rule, stop_on_consensus = vote_rule or CONSENSUS_RULE, True
+        errors.update(_validate_vote(vote_rule, vote_options or [], vote_deadline_s))
         if errors:
             raise InputError(errors)
         discussion = Discussion(
             topic=topic,
+            protocol=protocol,
             rounds=rounds,
             created_by=created_by,
             max_tokens_per_turn=max_tokens_per_turn or get_settings().max_tokens_per_turn,
             budget_tokens=budget_tokens,
             budget_usd=budget_usd,
             parallel_openings=parallel_openings,
+            human_turns=human_turns,
+            checkpoints=plan,
+            owner_user_id=owner.id if owner else None,
+            vote_rule=vote_rule or None,
+            vote_options=[o["text"] for o in normalise_options(vote_options or [])],
+            exclude_own_vote=exclude_own_vote,
+            vote_deadline_s=vote_deadline_s,
+            stop_on_consensus=stop_on_consensus,
+            # A vote needs to know where the room stands, and so does stopping on consensus.
+            track_consensus=track_consensus or stop_on_consensus or bool(vote_rule),
         )
         session.add(discussion)
         session.flush()
         assert discussion.id is not None
-        taken = {created_by}
-        host = Participant(discussion_id=discussion.id, kind=ParticipantKind.HUMAN, name=created_by, position=-1)
-        session.add(host)
+        append_event(
+            session,
+            DiscussionCreated(discussion_id=discussion.id, topic=topic, rounds=rounds, protocol=discussion.protocol),
+        )
+        if owner is not None:
+            joined: MemberChanged = add_owner(session, discussion, owner, role)
+            host = session.get(Participant, joined.participant_id)
+            assert host is not None
+            audit.record(session, actor=owner, action="discussion.create", discussion_id=discussion.id, new=topic)
+        else:
+            host = Participant(discussion_id=discussion.id, kind=ParticipantKind.HUMAN, name=created_by, position=-1)
+            session.add(host)
+        taken = {host.name}
         for position, spec in enumerate(agents):
             persona = personas[spec.persona_key]
             session.add(
                 Participant(
                     discussion_id=discussion.id,
                     kind=ParticipantKind.AGENT,
-                    name=_unique_name(persona.name, taken),
+                    name=unique_name(persona.name, taken),
                     position=position,
                     persona_key=persona.key,
                     provider=spec.provider,
@@ -171,17 +297,14 @@ def create_discussion(
                 )
             )
         session.flush()
-        append_event(
-            session,
-            DiscussionCreated(discussion_id=discussion.id, topic=topic, rounds=rounds, protocol=discussion.protocol),
-        )
-        _post(session, discussion.id, host, topic, client_id=None)
+        append_post(session, discussion.id, host, topic, client_id=None)
         return discussion
 
 
-def _post(
+def append_post(
     session: Session, discussion_id: int, author: Participant, content: str, client_id: str | None
 ) -> tuple[Message, HumanMessagePosted]:
+    """A person's message and its event, in the caller's transaction (its @mentions recorded too)."""
     message = Message(
         discussion_id=discussion_id,
         participant_id=author.id,
@@ -195,10 +318,15 @@ def _post(
     session.add(message)
     session.flush()
     assert message.id is not None
+    mentions.record(session, discussion_id, message.id, author.id, content)
     event = append_event(
         session,
         HumanMessagePosted(
-            discussion_id=discussion_id, message_id=message.id, author_name=author.name, content=content
+            discussion_id=discussion_id,
+            message_id=message.id,
+            author_name=author.name,
+            content=content,
+            participant_id=author.id,
         ),
     )
     message.seq = event.seq
@@ -207,12 +335,13 @@ def _post(
 
 
 def post_human_message(
-    *, discussion_id: int, author_name: str, content: str, client_id: str | None = None
+    *, discussion_id: int, actor: User | None, content: str, client_id: str | None = None
 ) -> tuple[Message, HumanMessagePosted | None]:
-    """Post a human message; agents see it on their next turn.
+    """Post a person's message; agents see it on their next turn. `@name` mentions an agent or a person.
 
-    Refuses empty and oversized messages with a clear limit. The same `client_id` sent twice (a double click,
-    a retried request) stores one message: the second call returns the first and no new event.
+    The author is the signed-in `actor`'s participant; their role must allow writing and the discussion must be
+    open. Refuses empty and oversized messages with a clear limit. The same `client_id` sent twice (a double
+    click, a retried request) stores one message: the second call returns the first and no new event.
     """
     text = content.strip()
     limit = get_settings().max_message_chars
@@ -220,29 +349,19 @@ def post_human_message(
         raise InputError({"content": "Write something first."})
     if len(content) > limit:
         raise InputError({"content": f"That message is {len(content):,} characters; the limit is {limit:,}."})
-    name = (author_name or "").strip()[:120]
-    if not name:
-        raise InputError({"author_name": "Say who you are before posting."})
     try:
         with session_scope() as session:
-            if session.get(Discussion, discussion_id) is None:
-                raise NotFound(f"No discussion {discussion_id}.")
             if client_id:
                 prior = session.exec(
                     select(Message).where(Message.discussion_id == discussion_id, Message.client_id == client_id)
                 ).first()
                 if prior is not None:
                     return prior, None
-            author = session.exec(
-                select(Participant).where(Participant.discussion_id == discussion_id, Participant.name == name)
-            ).first()
-            if author is None:
-                author = Participant(discussion_id=discussion_id, kind=ParticipantKind.HUMAN, name=name)
-                session.add(author)
-                session.flush()
-            elif author.kind != ParticipantKind.HUMAN:
-                raise InputError({"author_name": f"'{name}' is an agent's name in this room; pick another."})
-            return _post(session, discussion_id, author, text, client_id)
+            load_open(session, discussion_id)
+            author = authorize(session, discussion_id, actor, Permission.MESSAGE)
+            message, event = append_post(session, discussion_id, author, text, client_id)
+            audit.record(session, actor=actor, action="message.post", discussion_id=discussion_id, new=text[:200])
+            return message, event
     except IntegrityError:
         # Two identical requests raced; the other one stored it.
         with session_scope() as session:
@@ -294,8 +413,8 @@ class DiscussionSummary:
     created_at: str
 
 
-def list_discussions(limit: int = 100) -> list[DiscussionSummary]:
-    """Newest discussions first, with agent and message counts."""
+def list_discussions(limit: int = 100, user_id: int | None = None) -> list[DiscussionSummary]:
+    """Newest discussions first (only those `user_id` is in, when given), with agent and message counts."""
     with session_scope() as session:
         agents = dict(
             session.exec(
@@ -311,7 +430,11 @@ def list_discussions(limit: int = 100) -> list[DiscussionSummary]:
                 .group_by(Message.discussion_id)
             ).all()
         )
-        rows = session.exec(select(Discussion).order_by(Discussion.id.desc()).limit(limit))  # type: ignore[union-attr]
+        query = select(Discussion).order_by(Discussion.id.desc()).limit(limit)  # type: ignore[union-attr]
+        if user_id is not None:
+            mine = select(Participant.discussion_id).where(Participant.user_id == user_id)
+            query = query.where(Discussion.id.in_(mine))  # type: ignore[union-attr]
+        rows = session.exec(query)
         return [
             DiscussionSummary(
                 id=d.id or 0,

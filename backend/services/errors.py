@@ -13,3 +13,7 @@ class InputError(ValueError):
 
 class NotFound(LookupError):
     """The thing asked for does not exist."""
+
+
+class Forbidden(PermissionError):
+    """The signed-in person may not do this (their role, or the discussion is closed); the message says why."""

@@ -1,12 +1,16 @@
-"""The persona library in the database: seeded from the defaults, editable afterwards."""
+"""The persona library in the database: seeded from the defaults, editable afterwards; each persona maps to the
+provider and model its agents run on by default (the registry of persona -> provider + model)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
 from backend.db import session_scope
 from backend.models import Persona
 from backend.models.base import utcnow
+from backend.providers import registry
 from backend.providers.personas import DEFAULT_PERSONAS
 from backend.services.errors import InputError, NotFound
 
@@ -19,7 +23,12 @@ def seed_personas(session: Session) -> int:
         if seed.key not in existing:
             session.add(
                 Persona(
-                    key=seed.key, name=seed.display_name, description=seed.description, system_prompt=seed.system_prompt
+                    key=seed.key,
+                    name=seed.display_name,
+                    description=seed.description,
+                    system_prompt=seed.system_prompt,
+                    provider=seed.provider,
+                    model=seed.model,
                 )
             )
             added += 1
@@ -32,10 +41,53 @@ def list_personas() -> list[Persona]:
         return list(session.exec(select(Persona).order_by(Persona.id)))  # type: ignore[arg-type]
 
 
-def update_persona(key: str, *, system_prompt: str, name: str | None = None) -> Persona:
-    """Edit a persona's prompt (used by agents created after the edit)."""
+@dataclass(frozen=True, slots=True)
+class AgentDefaults:
+    """What a new agent of a persona runs on; `fallback` says why it is the offline model instead, if so."""
+
+    provider: str
+    model: str
+    base_url: str | None = None
+    fallback: str = ""
+
+
+def agent_defaults(persona: Persona) -> AgentDefaults:
+    """The persona's provider and model when they can run here, else the offline default with the reason."""
+    model = persona.model or registry.default_model(persona.provider)
+    problem = registry.validate_agent(persona.provider, model, persona.base_url)
+    if problem is None:
+        return AgentDefaults(
+            persona.provider, model, persona.base_url if persona.provider == "openai_compatible" else None
+        )
+    return AgentDefaults("offline", registry.default_model("offline"), None, f"{persona.name}: {problem}")
+
+
+def defaults_by_key() -> dict[str, AgentDefaults]:
+    """`agent_defaults` of every persona, by key."""
+    return {p.key: agent_defaults(p) for p in list_personas()}
+
+
+def update_persona(
+    key: str,
+    *,
+    system_prompt: str,
+    name: str | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    base_url: str | None = None,
+) -> Persona:
+    """Edit a persona's prompt, and optionally the provider and model its agents run on (agents created after the
+    edit use them). A provider whose key is not set yet is accepted: its agents fall back until it is."""
+    errors: dict[str, str] = {}
     if not system_prompt.strip():
-        raise InputError({"system_prompt": "A persona needs a system prompt."})
+        errors["system_prompt"] = "A persona needs a system prompt."
+    if provider is not None:
+        model = (model or "").strip() or registry.default_model(provider)
+        problem = registry.validate_agent(provider, model, base_url, allow_missing_key=True)
+        if problem:
+            errors["provider"] = problem
+    if errors:
+        raise InputError(errors)
     with session_scope() as session:
         persona = session.exec(select(Persona).where(Persona.key == key)).first()
         if persona is None:
@@ -43,6 +95,10 @@ def update_persona(key: str, *, system_prompt: str, name: str | None = None) -> 
         persona.system_prompt = system_prompt.strip()
         if name:
             persona.name = name.strip()
+        if provider is not None:
+            persona.provider = provider
+            persona.model = model or ""
+            persona.base_url = (base_url or "").strip() or None if provider == "openai_compatible" else None
         persona.updated_at = utcnow()
         session.add(persona)
         return persona

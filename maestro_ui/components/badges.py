@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from backend.providers.registry import PROVIDERS
 from maestro_ui.styles import STATUS_COLOR
 
 
@@ -29,3 +30,9 @@ def provider_badge(label: rx.Var[str], model: rx.Var[str]) -> rx.Component:
         min_width="0",
         max_width="100%",
     )
+
+
+def provider_label(provider: rx.Var[str]) -> rx.Var[str]:
+    """A provider's display name, looked up on the page (agent rows carry only the key: they are resent often)."""
+    labels = {**{key: info.label for key, info in PROVIDERS.items()}, "offline": "Offline"}
+    return rx.match(provider, *labels.items(), provider)

@@ -33,6 +33,7 @@ def _item(c: CheckRow) -> rx.Component:
         spacing="2",
         class_name="check-item",
         data_status=c["status"],
+        data_key=c["key"],
         width="100%",
     )
 

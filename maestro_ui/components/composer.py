@@ -8,21 +8,27 @@ from maestro_ui.state.room import RoomState
 
 
 def composer() -> rx.Component:
-    """Name, message and Send; Ctrl/Cmd+Enter also sends."""
+    """Message and Send for people whose role lets them write; observers are told they are reading."""
+    return rx.cond(
+        RoomState.can_message,
+        _form(),
+        rx.text(
+            "You are in this room as ",
+            RoomState.my_role_label,
+            ": you can read, but not write.",
+            size="2",
+            color_scheme="gray",
+            id="observer-note",
+        ),
+    )
+
+
+def _form() -> rx.Component:
     return rx.form(
         rx.vstack(
             rx.flex(
-                rx.input(
-                    placeholder="Your name",
-                    value=RoomState.my_name,
-                    on_change=RoomState.set_my_name,
-                    id="my-name",
-                    name="author",
-                    width=["100%", "180px"],
-                    max_length=120,
-                ),
                 rx.text_area(
-                    placeholder="Write to the room…",
+                    placeholder="Write to the room… (@name asks an agent or a person)",
                     value=RoomState.draft,
                     on_change=RoomState.set_draft,
                     id="composer-input",

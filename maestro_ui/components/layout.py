@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from maestro_ui import routes
+from maestro_ui.state.auth import AuthState
 from maestro_ui.styles import PAGE
 
 
@@ -19,9 +20,42 @@ def page(*children: rx.Component, **props) -> rx.Component:
                 color="inherit",
             ),
             rx.spacer(),
-            rx.link("Personas", href=routes.PERSONAS, size="2", margin_right="12px", color_scheme="gray"),
-            rx.link(rx.button(rx.icon("plus", size=14), "New discussion", size="2", variant="soft"), href=routes.NEW),
+            # On a phone the links are icons (with labels for screen readers), so the bar fits 390 px.
+            rx.link(
+                rx.hstack(rx.icon("scale", size=16), rx.text("Decisions", display=["none", "inline"]), spacing="1"),
+                href=routes.DECISIONS,
+                size="2",
+                color_scheme="gray",
+                id="decisions-link",
+                aria_label="Decisions",
+            ),
+            rx.link(
+                rx.hstack(rx.icon("users", size=16), rx.text("Personas", display=["none", "inline"]), spacing="1"),
+                href=routes.PERSONAS,
+                size="2",
+                color_scheme="gray",
+                aria_label="Personas",
+            ),
+            rx.link(rx.button(rx.icon("plus", size=14), "New", size="2", variant="soft"), href=routes.NEW),
+            rx.cond(
+                AuthState.signed_in,
+                rx.menu.root(
+                    rx.menu.trigger(
+                        rx.button(
+                            rx.icon("user", size=14),
+                            rx.text("@", AuthState.username, display=["none", "inline"]),
+                            size="2",
+                            variant="ghost",
+                            id="me",
+                            aria_label="Account",
+                        )
+                    ),
+                    rx.menu.content(rx.menu.item("Sign out", on_click=AuthState.log_out, id="sign-out")),
+                ),
+                rx.link("Sign in", href=routes.LOGIN, size="2", id="sign-in-link"),
+            ),
             align="center",
+            spacing="2",
             width="100%",
             padding_bottom="12px",
             border_bottom="1px solid var(--gray-4)",

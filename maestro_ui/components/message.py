@@ -6,6 +6,7 @@ import reflex as rx
 
 from maestro_ui.components.badges import provider_badge
 from maestro_ui.components.stream_text import stream_text
+from maestro_ui.components.untrusted import untrusted_markdown
 from maestro_ui.state.live import LiveState
 from maestro_ui.state.room import MessageRow, RoomState, StreamRow
 
@@ -33,11 +34,12 @@ def message_bubble(m: MessageRow) -> rx.Component:
                 _author(m["author"], m["kind"]),
                 rx.cond(m["kind"] == "agent", provider_badge(m["provider_label"], m["model"])),
                 rx.cond(m["round"] > 0, rx.text("round ", m["round"], size="1", color_scheme="gray")),
+                rx.cond(m["label"] != "", rx.badge(m["label"], size="1", color_scheme="plum", class_name="turn-label")),
                 spacing="2",
                 wrap="wrap",
                 align="center",
             ),
-            rx.box(rx.markdown(m["content"], use_raw=False), class_name="msg-body", width="100%"),
+            rx.box(untrusted_markdown(m["content"]), class_name="msg-body", width="100%"),
             rx.match(
                 m["status"],
                 (
@@ -99,8 +101,7 @@ def stream_bubble(s: StreamRow) -> rx.Component:
             rx.box(
                 stream_text(
                     stream_key=s["key"],
-                    start=LiveState.o[s["key"]],
-                    text=LiveState.t[s["key"]],
+                    delta=LiveState.d[s["key"]],
                     on_gap=RoomState.resync,
                     class_name="stream-text",
                 ),

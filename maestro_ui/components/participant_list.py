@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import reflex as rx
 
-from maestro_ui.components.badges import provider_badge, status_badge
+from maestro_ui.components.badges import provider_badge, provider_label, status_badge
+from maestro_ui.components.elapsed import elapsed
+from maestro_ui.components.people import people_list
 from maestro_ui.state.room import AgentRow, RoomState
 
 
@@ -21,14 +23,14 @@ def _agent(a: AgentRow) -> rx.Component:
                     | (a["status"] == "streaming")
                     | (a["status"] == "slow")
                     | (a["status"] == "retrying"),
-                    rx.text(a["elapsed"], "s", size="1", class_name="elapsed"),
+                    rx.text(elapsed(turn=a["turn"], base=a["elapsed"]), size="1", class_name="elapsed"),
                     rx.cond(a["status"] == "done", rx.text(a["latency"], size="1", class_name="duration")),
                 ),
                 align="center",
                 width="100%",
                 spacing="2",
             ),
-            provider_badge(a["provider_label"], a["model"]),
+            provider_badge(provider_label(a["provider"]), a["model"]),
             rx.cond(
                 a["offline"],
                 rx.text("tiny offline model", size="1", color_scheme="amber"),
@@ -71,14 +73,7 @@ def participant_list() -> rx.Component:
             width="100%",
             padding_bottom="4px",
         ),
-        rx.flex(
-            rx.foreach(
-                RoomState.humans,
-                lambda h: rx.badge(rx.icon("user", size=12), h, variant="soft", color_scheme="gray"),
-            ),
-            spacing="1",
-            wrap="wrap",
-        ),
+        people_list(),
         rx.text(
             RoomState.total_tokens, " tokens · ", RoomState.total_cost, size="1", color_scheme="gray", id="room-totals"
         ),

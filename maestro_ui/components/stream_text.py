@@ -12,10 +12,9 @@ class StreamText(rx.Component):
     tag = "StreamText"
 
     stream_key: rx.Var[str]
-    start: rx.Var[int]
-    text: rx.Var[str]
+    delta: rx.Var[list]  # [start, text]
     # The page lost some text (e.g. it reconnected mid-stream): ask the server to resend the turn whole.
-    on_gap: rx.EventHandler[rx.event.passthrough_event_spec(int)]
+    on_gap: rx.EventHandler[rx.event.passthrough_event_spec(str, int)]  # (stream key, characters held)
 
 
 stream_text = StreamText.create

@@ -7,9 +7,11 @@ from typing import TypedDict
 import reflex as rx
 
 from backend.db import run_db
+from backend.humans.mentions import unseen_for
 from backend.services.discussions import list_discussions
 from maestro_ui.components.badges import status_badge
 from maestro_ui.components.layout import page
+from maestro_ui.state.auth import AuthState
 
 
 class DiscussionRow(TypedDict):
@@ -18,6 +20,7 @@ class DiscussionRow(TypedDict):
     status: str
     agents: int
     messages: int
+    mentions: int
     href: str
 
 
@@ -30,12 +33,23 @@ class DiscussionsState(rx.State):
 
     @rx.event
     async def load(self):
-        """Read the list from the database."""
+        """The signed-in person's discussions, with a badge where someone @mentioned them."""
+        user = await (await self.get_state(AuthState)).current_user()
+        if user is None or user.id is None:
+            self.rows, self.loaded = [], True
+            return
+        unseen = await run_db(unseen_for, user.id)
         self.rows = [
             DiscussionRow(
-                id=d.id, topic=d.topic, status=d.status, agents=d.agents, messages=d.messages, href=f"/room/{d.id}"
+                id=d.id,
+                topic=d.topic,
+                status=d.status,
+                agents=d.agents,
+                messages=d.messages,
+                mentions=unseen.get(d.id, 0),
+                href=f"/room/{d.id}",
             )
-            for d in await run_db(list_discussions)
+            for d in await run_db(list_discussions, 100, user.id)
         ]
         self.loaded = True
 
@@ -46,6 +60,15 @@ def _row(r: DiscussionRow) -> rx.Component:
             rx.flex(
                 rx.text(r["topic"], weight="medium", flex="1", min_width="0", word_break="break-word"),
                 rx.flex(
+                    rx.cond(
+                        r["mentions"] > 0,
+                        rx.badge(
+                            rx.icon("at-sign", size=12),
+                            r["mentions"],
+                            color_scheme="crimson",
+                            class_name="mention-badge",
+                        ),
+                    ),
                     status_badge(r["status"]),
                     rx.text(r["agents"], " agents · ", r["messages"], " messages", size="1", color_scheme="gray"),
                     spacing="2",

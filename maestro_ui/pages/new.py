@@ -7,12 +7,16 @@ from typing import TypedDict
 import reflex as rx
 
 from backend.db import run_db
+from backend.deliberation import voting
+from backend.protocols import PROTOCOLS
+from backend.protocols.templates import TEMPLATES
 from backend.providers import registry
 from backend.services.discussions import AgentSpec, create_discussion
 from backend.services.errors import InputError
-from backend.services.personas import list_personas
+from backend.services.personas import defaults_by_key, list_personas
 from maestro_ui import routes
 from maestro_ui.components.layout import page
+from maestro_ui.state.auth import AuthState
 
 DEFAULT_TEAM = ("architect", "backend_engineer", "security")
 
@@ -43,6 +47,23 @@ class NewDiscussionState(rx.State):
     provider_notes: list[str] = []
     errors: dict[str, str] = {}
     creating: bool = False
+    owner_role: str = "contributor"
+    human_turns: bool = False
+    # One optional checkpoint: after a round, ask the decision maker a choice (blocking).
+    ask_question: str = ""
+    ask_options: str = ""
+    ask_after: str = "1"
+    ask_minutes: str = "5"
+    # Deciding: a vote at the end over these options (or the proposals the room made), counted with this rule.
+    vote_rule: str = "none"
+    vote_options: str = ""
+    vote_minutes: str = "5"
+    exclude_own_vote: bool = False
+    stop_on_consensus: bool = False
+    track_consensus: bool = False
+    protocol: str = "round_robin"
+    template: str = ""
+    _defaults: dict[str, dict[str, str]] = {}  # persona key -> provider, model, base_url, fallback
 
     @rx.event
     async def load(self):
@@ -53,12 +74,54 @@ class NewDiscussionState(rx.State):
             Option(value=p["name"], label=p["label"] + ("" if p["available"] else f" — {p['reason']}")) for p in status
         ]
         self.provider_notes = [p["hint"] for p in status if p["hint"]]
+        self._defaults = {
+            key: {"provider": d.provider, "model": d.model, "base_url": d.base_url or "", "fallback": d.fallback}
+            for key, d in (await run_db(defaults_by_key)).items()
+        }
+        self.provider_notes += [
+            f"{d['fallback']} — its agents run on the offline model until then."
+            for d in self._defaults.values()
+            if d["fallback"]
+        ]
         if not self.agents:
-            self.agents = [
-                AgentDraft(persona=k, provider="offline", model=registry.default_model("offline"), base_url="")
-                for k in DEFAULT_TEAM
-            ]
+            self.agents = [self._draft(k) for k in DEFAULT_TEAM]
         self.errors = {}
+
+    def _draft(self, persona: str) -> AgentDraft:
+        """A new agent of `persona` on the provider and model the persona maps to (personas page)."""
+        d = self._defaults.get(persona) or {"provider": "offline", "model": registry.default_model("offline")}
+        return AgentDraft(persona=persona, provider=d["provider"], model=d["model"], base_url=d.get("base_url", ""))
+
+    @rx.event
+    def set_form_field(self, field: str, value: str | bool):
+        """Keep one of the people-in-the-loop fields."""
+        if field in (
+            "owner_role",
+            "ask_question",
+            "ask_options",
+            "ask_after",
+            "ask_minutes",
+            "vote_rule",
+            "vote_options",
+            "vote_minutes",
+        ):
+            setattr(self, field, str(value))
+        elif field in ("human_turns", "exclude_own_vote", "stop_on_consensus", "track_consensus"):
+            setattr(self, field, bool(value))
+
+    @rx.event
+    def use_template(self, key: str):
+        """Fill the form from a template (protocol, rounds, the team, my role, vote, a question for the decision
+        maker); each agent runs on the provider and model its persona maps to."""
+        t = TEMPLATES.get(key)
+        if t is None:
+            return
+        self.template, self.protocol, self.rounds = key, t.protocol, str(t.rounds)
+        self.vote_rule, self.vote_options = t.vote_rule or "none", ", ".join(t.vote_options)
+        self.stop_on_consensus, self.parallel_openings = t.stop_on_consensus, t.parallel_openings
+        self.track_consensus, self.owner_role = t.track_consensus, t.owner_role
+        self.agents = [self._draft(persona) for persona in t.team]
+        self.ask_question, self.ask_options, self.ask_after = t.ask_question, ", ".join(t.ask_options), str(t.ask_after)
 
     @rx.event
     def set_topic(self, value: str):
@@ -90,18 +153,19 @@ class NewDiscussionState(rx.State):
         """Change one agent's persona, provider, model or base URL."""
         if field not in ("persona", "provider", "model", "base_url") or not 0 <= index < len(self.agents):
             return
+        if field == "persona":  # a persona brings the provider and model it maps to
+            self.agents[index] = self._draft(value)
+            return
         self.agents[index][field] = value  # type: ignore[literal-required]
         if field == "provider":
             self.agents[index]["model"] = registry.default_model(value) if value in registry.PROVIDERS else ""
 
     @rx.event
     def add_agent(self):
-        """Add another agent (a persona not yet in the team, on the offline model)."""
+        """Add another agent (a persona not yet in the team, on the provider and model it maps to)."""
         used = {a["persona"] for a in self.agents}
         persona = next((p["value"] for p in self.personas if p["value"] not in used), "architect")
-        self.agents.append(
-            AgentDraft(persona=persona, provider="offline", model=registry.default_model("offline"), base_url="")
-        )
+        self.agents.append(self._draft(persona))
 
     @rx.event
     def remove_agent(self, index: int):
@@ -134,6 +198,34 @@ class NewDiscussionState(rx.State):
             )
             for a in self.agents
         ]
+        checkpoints = []
+        if self.ask_question.strip():
+            try:
+                after, minutes = int(self.ask_after), float(self.ask_minutes)
+            except ValueError:
+                self.errors = {"checkpoints": "The round and the minutes to wait must be numbers."}
+                return
+            checkpoints.append(
+                {
+                    "after_round": after,
+                    "kind": "choice",
+                    "prompt": self.ask_question,
+                    "options": [o.strip() for o in self.ask_options.split(",")],
+                    "target_roles": ["decision_maker"],
+                    "deadline_s": minutes * 60,
+                }
+            )
+        try:
+            vote_deadline_s = int(float(self.vote_minutes or 5) * 60)
+        except ValueError:
+            self.errors = {"vote_deadline": "The minutes to vote must be a number."}
+            return
+        vote_rule = None if self.vote_rule == "none" else self.vote_rule
+        vote_options = [o.strip() for o in self.vote_options.split(",") if o.strip()]
+        owner = await (await self.get_state(AuthState)).current_user()
+        if owner is None:
+            yield rx.redirect(f"{routes.LOGIN}?next={routes.NEW}")
+            return
         self.creating = True
         yield
         try:
@@ -142,10 +234,20 @@ class NewDiscussionState(rx.State):
                     topic=self.topic,
                     agents=specs,
                     rounds=rounds,
-                    created_by="Host",
                     budget_tokens=budget_tokens,
                     budget_usd=budget_usd,
                     parallel_openings=self.parallel_openings,
+                    owner=owner,
+                    owner_role=self.owner_role,
+                    human_turns=self.human_turns,
+                    checkpoints=checkpoints,
+                    vote_rule=vote_rule,
+                    vote_options=vote_options,
+                    exclude_own_vote=self.exclude_own_vote,
+                    vote_deadline_s=vote_deadline_s,
+                    stop_on_consensus=self.stop_on_consensus,
+                    track_consensus=self.track_consensus,
+                    protocol=self.protocol,
                 )
             )
         except InputError as err:
@@ -157,6 +259,207 @@ class NewDiscussionState(rx.State):
         self.topic = ""
         self.agents = []
         yield rx.redirect(routes.room(discussion.id or 0))
+
+
+ROLE_OPTIONS = [
+    ("contributor", "Contributor"),
+    ("decision_maker", "Decision maker"),
+    ("must_approve", "Must approve"),
+    ("observer", "Observer"),
+]
+
+
+def _people_section() -> rx.Component:
+    """People in the loop: the creator's own role, human turns, and a question for the decision maker."""
+    field = NewDiscussionState.set_form_field
+    return rx.vstack(
+        rx.text("People", weight="bold", size="2"),
+        rx.flex(
+            rx.text("Your role", size="2"),
+            rx.select.root(
+                rx.select.trigger(id="owner-role"),
+                rx.select.content(*[rx.select.item(label, value=value) for value, label in ROLE_OPTIONS]),
+                value=NewDiscussionState.owner_role,
+                on_change=lambda v: field("owner_role", v),
+            ),
+            rx.text("You invite the others from the room.", size="1", color_scheme="gray"),
+            spacing="2",
+            align="center",
+            wrap="wrap",
+        ),
+        _error("owner_role"),
+        rx.checkbox(
+            "Human turns: after each agent round, wait up to 2 minutes for the people who write",
+            checked=NewDiscussionState.human_turns,
+            on_change=lambda v: field("human_turns", v),
+            id="human-turns",
+            size="2",
+        ),
+        rx.text("Ask the decision maker (optional; the agents wait for the answer)", size="2"),
+        rx.input(
+            value=NewDiscussionState.ask_question,
+            on_change=lambda v: field("ask_question", v),
+            placeholder="e.g. Which factor matters most?",
+            id="ask-question",
+            width="100%",
+        ),
+        rx.flex(
+            rx.input(
+                value=NewDiscussionState.ask_options,
+                on_change=lambda v: field("ask_options", v),
+                placeholder="options, comma-separated",
+                id="ask-options",
+                flex="1",
+                min_width="200px",
+            ),
+            rx.text("after round", size="2"),
+            rx.input(
+                value=NewDiscussionState.ask_after,
+                on_change=lambda v: field("ask_after", v),
+                type="number",
+                min="1",
+                width="64px",
+                id="ask-after",
+            ),
+            rx.text("wait", size="2"),
+            rx.input(
+                value=NewDiscussionState.ask_minutes,
+                on_change=lambda v: field("ask_minutes", v),
+                type="number",
+                min="1",
+                width="64px",
+                id="ask-minutes",
+            ),
+            rx.text("min", size="2"),
+            spacing="2",
+            align="center",
+            wrap="wrap",
+            width="100%",
+        ),
+        _error("checkpoints"),
+        width="100%",
+        spacing="2",
+    )
+
+
+VOTE_RULES = [("none", "No vote"), *((r.value, r.label) for r in voting.RULES)]
+
+
+def _templates() -> rx.Component:
+    """Presets for common deliberations; everything they fill in stays editable."""
+    return rx.vstack(
+        rx.text("Start from a template (optional)", weight="bold", size="2"),
+        rx.flex(
+            *[
+                rx.button(
+                    t.label,
+                    on_click=NewDiscussionState.use_template(t.key),
+                    variant=rx.cond(NewDiscussionState.template == t.key, "solid", "soft"),
+                    size="2",
+                    title=t.summary,
+                    id=f"template-{t.key}",
+                )
+                for t in TEMPLATES.values()
+            ],
+            spacing="2",
+            wrap="wrap",
+        ),
+        width="100%",
+        spacing="1",
+    )
+
+
+def _protocol_select() -> rx.Component:
+    return rx.vstack(
+        rx.flex(
+            rx.text("Protocol", weight="bold", size="2"),
+            rx.select.root(
+                rx.select.trigger(id="protocol"),
+                rx.select.content(*[rx.select.item(p.label, value=p.name) for p in PROTOCOLS.values()]),
+                value=NewDiscussionState.protocol,
+                on_change=lambda v: NewDiscussionState.set_form_field("protocol", v),
+            ),
+            spacing="2",
+            align="center",
+            wrap="wrap",
+        ),
+        rx.match(
+            NewDiscussionState.protocol,
+            *[(p.name, rx.text(p.summary, size="1", color_scheme="gray")) for p in PROTOCOLS.values()],
+            rx.fragment(),
+        ),
+        _error("protocol"),
+        spacing="1",
+        width="100%",
+    )
+
+
+def _decision_section() -> rx.Component:
+    """Deciding: a vote over humans and agents after the last round, then a decision card to sign off."""
+    field = NewDiscussionState.set_form_field
+    return rx.vstack(
+        rx.text("Decision", weight="bold", size="2"),
+        rx.flex(
+            rx.text("After the last round, vote by", size="2"),
+            rx.select.root(
+                rx.select.trigger(id="vote-rule"),
+                rx.select.content(*[rx.select.item(label, value=value) for value, label in VOTE_RULES]),
+                value=NewDiscussionState.vote_rule,
+                on_change=lambda v: field("vote_rule", v),
+            ),
+            rx.text("people have", size="2"),
+            rx.input(
+                value=NewDiscussionState.vote_minutes,
+                on_change=lambda v: field("vote_minutes", v),
+                type="number",
+                min="1",
+                width="64px",
+                id="vote-minutes",
+            ),
+            rx.text("min to vote", size="2"),
+            spacing="2",
+            align="center",
+            wrap="wrap",
+        ),
+        rx.input(
+            value=NewDiscussionState.vote_options,
+            on_change=lambda v: field("vote_options", v),
+            placeholder="options, comma-separated (empty: vote on the proposals the room made)",
+            id="vote-options",
+            width="100%",
+        ),
+        rx.checkbox(
+            "No vote on your own proposal",
+            checked=NewDiscussionState.exclude_own_vote,
+            on_change=lambda v: field("exclude_own_vote", v),
+            id="exclude-own",
+            size="2",
+        ),
+        rx.checkbox(
+            "Track consensus after every round (one more model call a round; always on with a vote)",
+            checked=NewDiscussionState.track_consensus | (NewDiscussionState.vote_rule != "none"),
+            on_change=lambda v: field("track_consensus", v),
+            id="track-consensus",
+            size="2",
+        ),
+        rx.checkbox(
+            "Stop the rounds early once consensus is detected (where the room stands is checked after every round)",
+            checked=NewDiscussionState.stop_on_consensus,
+            on_change=lambda v: field("stop_on_consensus", v),
+            id="stop-on-consensus",
+            size="2",
+        ),
+        rx.text(
+            "Agents and people vote in the same poll; the must-approve person signs off the decision.",
+            size="1",
+            color_scheme="gray",
+        ),
+        _error("vote_rule"),
+        _error("vote_options"),
+        _error("vote_deadline"),
+        width="100%",
+        spacing="2",
+    )
 
 
 def _error(key: str) -> rx.Component:
@@ -234,6 +537,7 @@ def new_page() -> rx.Component:
     return page(
         rx.vstack(
             rx.heading("New discussion", size="6"),
+            _templates(),
             rx.text("The question", weight="bold", size="2"),
             rx.text_area(
                 value=NewDiscussionState.topic,
@@ -277,6 +581,7 @@ def new_page() -> rx.Component:
                 align="center",
             ),
             _error("rounds"),
+            _protocol_select(),
             rx.checkbox(
                 "Independent opening statements: in round 1 every agent answers at once, without seeing the others",
                 checked=NewDiscussionState.parallel_openings,
@@ -312,6 +617,8 @@ def new_page() -> rx.Component:
             ),
             _error("budget_tokens"),
             _error("budget_usd"),
+            _people_section(),
+            _decision_section(),
             rx.button(
                 "Create discussion",
                 on_click=NewDiscussionState.create,

@@ -1,4 +1,5 @@
-"""The persona library: read and edit the system prompts agents are built from."""
+"""The persona library: read and edit the system prompts agents are built from, and the provider and model each
+persona's agents run on by default."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import TypedDict
 import reflex as rx
 
 from backend.db import run_db
+from backend.providers import registry
 from backend.services.errors import InputError, NotFound
-from backend.services.personas import list_personas, update_persona
+from backend.services.personas import agent_defaults, list_personas, update_persona
 from maestro_ui.components.layout import page
 
 
@@ -17,12 +19,17 @@ class PersonaRow(TypedDict):
     name: str
     description: str
     system_prompt: str
+    provider: str
+    model: str
+    base_url: str
+    note: str  # why its agents fall back to the offline model, if they do
 
 
 class PersonasState(rx.State):
     """Personas with their editable prompts; a saved prompt applies to agents created afterwards."""
 
     rows: list[PersonaRow] = []
+    providers: list[str] = []
     saved: str = ""
     error: str = ""
 
@@ -30,24 +37,37 @@ class PersonasState(rx.State):
     async def load(self):
         """Read the library."""
         self.rows = [
-            PersonaRow(key=p.key, name=p.name, description=p.description, system_prompt=p.system_prompt)
+            PersonaRow(
+                key=p.key,
+                name=p.name,
+                description=p.description,
+                system_prompt=p.system_prompt,
+                provider=p.provider,
+                model=p.model,
+                base_url=p.base_url or "",
+                note=agent_defaults(p).fallback,
+            )
             for p in await run_db(list_personas)
         ]
+        self.providers = list(registry.PROVIDERS)
         self.saved = self.error = ""
 
     @rx.event
     async def save(self, form: dict):
-        """Save one persona's prompt (the form carries its key)."""
+        """Save one persona's prompt, provider and model (the form carries its key)."""
         key, prompt = str(form.get("key", "")), str(form.get("system_prompt", ""))
+        provider, model = str(form.get("provider", "offline")), str(form.get("model", ""))
+        base_url = str(form.get("base_url", "")) or None
         try:
-            await run_db(lambda: update_persona(key, system_prompt=prompt))
+            await run_db(
+                lambda: update_persona(key, system_prompt=prompt, provider=provider, model=model, base_url=base_url)
+            )
         except (InputError, NotFound) as err:
             self.error, self.saved = str(err), ""
             return
         self.saved, self.error = key, ""
-        for row in self.rows:
-            if row["key"] == key:
-                row["system_prompt"] = prompt.strip()
+        await self.load()
+        self.saved = key
 
 
 def _persona(p: PersonaRow) -> rx.Component:
@@ -58,6 +78,23 @@ def _persona(p: PersonaRow) -> rx.Component:
                 rx.text(p["description"], size="2", color_scheme="gray"),
                 rx.el.input(type="hidden", name="key", value=p["key"]),
                 rx.text_area(name="system_prompt", default_value=p["system_prompt"], rows="6", width="100%"),
+                rx.flex(
+                    rx.select(
+                        PersonasState.providers,
+                        name="provider",
+                        default_value=p["provider"],
+                        size="2",
+                    ),
+                    rx.input(name="model", default_value=p["model"], placeholder="model (default)", size="2"),
+                    rx.input(
+                        name="base_url", default_value=p["base_url"], placeholder="base URL (local server)", size="2"
+                    ),
+                    spacing="2",
+                    wrap="wrap",
+                    width="100%",
+                    class_name="persona-runs-on",
+                ),
+                rx.cond(p["note"] != "", rx.text(p["note"], size="1", color_scheme="orange", class_name="fallback")),
                 rx.hstack(
                     rx.button("Save", type="submit", size="2", variant="soft"),
                     rx.cond(PersonasState.saved == p["key"], rx.text("Saved", size="2", color_scheme="green")),
@@ -80,7 +117,10 @@ def personas_page() -> rx.Component:
         rx.vstack(
             rx.heading("Personas", size="6"),
             rx.text(
-                "Agents are built from these. Edits apply to agents created afterwards.", size="2", color_scheme="gray"
+                "Agents are built from these, on the provider and model each names (offline when that provider cannot "
+                "run here). Edits apply to agents created afterwards.",
+                size="2",
+                color_scheme="gray",
             ),
             rx.cond(
                 PersonasState.error != "", rx.callout(PersonasState.error, color_scheme="red", icon="circle_alert")

@@ -8,10 +8,14 @@ from maestro_ui import routes
 from maestro_ui.components.badges import status_badge
 from maestro_ui.components.checklist import checklist
 from maestro_ui.components.composer import composer
+from maestro_ui.components.deliberation import consensus_panel, decision_card, vote_panel
 from maestro_ui.components.layout import page
 from maestro_ui.components.message import message_bubble, stream_bubble
 from maestro_ui.components.participant_list import participant_list
-from maestro_ui.state.room import RoomState
+from maestro_ui.components.prompts import prompts_area
+from maestro_ui.components.transcript import transcript_rows, transcript_sync
+from maestro_ui.state.live import LiveState
+from maestro_ui.state.room import MessageRow, RoomState
 
 
 def _header() -> rx.Component:
@@ -27,18 +31,36 @@ def _header() -> rx.Component:
             rx.text(
                 RoomState.rounds,
                 rx.cond(RoomState.rounds == 1, " round", " rounds"),
-                " · round-robin",
+                " · ",
+                RoomState.protocol_label,
+                rx.cond(RoomState.vote_rule != "", rx.text.span(" · then a ", RoomState.vote_rule, " vote")),
                 size="2",
                 color_scheme="gray",
             ),
             rx.spacer(),
-            rx.button(
-                rx.cond(RoomState.is_running, rx.spinner(size="2"), rx.icon("play", size=16)),
-                rx.cond(RoomState.is_running, "Agents running…", "Run Agents"),
-                on_click=RoomState.run_agents,
-                disabled=~RoomState.can_run,
-                id="run-agents",
-                size="3",
+            rx.cond(
+                RoomState.is_owner & RoomState.is_running,
+                rx.button(
+                    rx.icon("square", size=14),
+                    "Stop",
+                    on_click=RoomState.stop_agents,
+                    variant="soft",
+                    color_scheme="red",
+                    size="3",
+                    id="stop-agents",
+                ),
+            ),
+            rx.cond(
+                RoomState.is_owner,
+                rx.button(
+                    rx.cond(RoomState.is_running, rx.spinner(size="2"), rx.icon("play", size=16)),
+                    rx.cond(RoomState.is_running, "Agents running…", "Run Agents"),
+                    on_click=RoomState.run_agents,
+                    disabled=~RoomState.can_run,
+                    id="run-agents",
+                    size="3",
+                ),
+                rx.badge("You: ", RoomState.my_role_label, size="2", variant="soft", id="my-role"),
             ),
             spacing="3",
             align="center",
@@ -54,7 +76,10 @@ def _header() -> rx.Component:
             RoomState.notice != "",
             rx.callout(RoomState.notice, icon="circle_alert", color_scheme="red", size="1", id="room-notice"),
         ),
-        rx.cond(RoomState.show_checklist, checklist()),
+        rx.cond(RoomState.show_checklist & RoomState.is_owner, checklist()),
+        prompts_area(),
+        vote_panel(),
+        decision_card(),
         width="100%",
         spacing="2",
     )
@@ -97,10 +122,44 @@ def _paused() -> rx.Component:
     )
 
 
+def _shown(m: MessageRow) -> rx.Var:
+    """With "syntheses only", the syntheses, summaries, reports and people's answers stay."""
+    return (
+        (RoomState.verbosity != "syntheses")
+        | (m["label"] == "synthesis")
+        | (m["kind"] != "agent") & (m["kind"] != "human")
+    )
+
+
+def _verbosity() -> rx.Component:
+    return rx.select.root(
+        rx.select.trigger(id="verbosity", variant="ghost"),
+        rx.select.content(
+            rx.select.item("Every token", value="tokens"),
+            rx.select.item("Finished messages", value="messages"),
+            rx.select.item("Syntheses only", value="syntheses"),
+        ),
+        value=RoomState.verbosity,
+        on_change=RoomState.set_verbosity,
+        size="1",
+    )
+
+
 def _discussion_view() -> rx.Component:
     return rx.vstack(
-        rx.foreach(RoomState.messages, message_bubble),
-        rx.foreach(RoomState.streams, stream_bubble),
+        rx.flex(
+            rx.spacer(),
+            rx.text("Show", size="1", color_scheme="gray"),
+            _verbosity(),
+            align="center",
+            spacing="2",
+            width="100%",
+        ),
+        transcript_sync(tx=RoomState.tx, live=LiveState.d, on_gap=RoomState.resend_transcript, id="transcript-sync"),
+        rx.foreach(
+            transcript_rows(RoomState.tx, LiveState.d, MessageRow), lambda m: rx.cond(_shown(m), message_bubble(m))
+        ),
+        rx.cond(RoomState.verbosity == "tokens", rx.foreach(RoomState.streams, stream_bubble)),
         id="discussion",
         width="100%",
         spacing="2",
@@ -111,20 +170,39 @@ def room_page() -> rx.Component:
     """A live room: every open tab sees the same stream."""
     return page(
         rx.cond(
-            RoomState.found,
-            rx.vstack(
-                _header(),
-                rx.flex(
-                    rx.box(participant_list(), width=rx.breakpoints(initial="100%", md="260px"), flex_shrink="0"),
-                    rx.vstack(_discussion_view(), composer(), width="100%", spacing="3", min_width="0"),
-                    direction=rx.breakpoints(initial="column", md="row"),
+            RoomState.found & ~RoomState.member,
+            rx.callout(
+                "You are not in this discussion. Ask its owner to invite you or to send you a join link.",
+                icon="lock",
+                color_scheme="orange",
+                id="not-member",
+            ),
+            rx.cond(
+                RoomState.found,
+                rx.vstack(
+                    _header(),
+                    rx.flex(
+                        rx.box(participant_list(), width=rx.breakpoints(initial="100%", md="260px"), flex_shrink="0"),
+                        rx.vstack(
+                            _discussion_view(),
+                            consensus_panel(),
+                            rx.text(
+                                RoomState.typing_names, size="1", color_scheme="gray", id="typing", min_height="1em"
+                            ),
+                            composer(),
+                            width="100%",
+                            spacing="3",
+                            min_width="0",
+                        ),
+                        direction=rx.breakpoints(initial="column", md="row"),
+                        spacing="4",
+                        width="100%",
+                    ),
                     spacing="4",
                     width="100%",
                 ),
-                spacing="4",
-                width="100%",
+                rx.callout("This discussion does not exist.", icon="circle_alert", color_scheme="red", id="not-found"),
             ),
-            rx.callout("This discussion does not exist.", icon="circle_alert", color_scheme="red", id="not-found"),
         )
     )
 

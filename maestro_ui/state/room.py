@@ -7,6 +7,7 @@ reconnect equals a fresh load. Reflex cancels the follower when the tab closes, 
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from typing import TypedDict
@@ -18,10 +19,16 @@ from backend.db import run_db
 from backend.events.bus import get_bus
 from backend.events.follower import Batch, Follower
 from backend.events.schema import (
+    CallRecorded,
     ContextSummarised,
+    DecisionSignedOff,
     DiscussionFinished,
     DiscussionPaused,
+    HumanInputAnswered,
+    HumanInputRequested,
     HumanMessagePosted,
+    MemberChanged,
+    Presence,
     RoomEvent,
     RunStarted,
     StepReport,
@@ -30,28 +37,52 @@ from backend.events.schema import (
     TurnRetryRequested,
     TurnStarted,
     TurnStatus,
+    Typing,
 )
+from backend.humans import membership, mentions, presence
+from backend.humans.prompts import prompt_targets_me
+from backend.humans.roles import ROLE_LABELS, Permission, Role, permissions
+from backend.models.base import utcnow
 from backend.observability import viewer_active
 from backend.orchestrator.runner import get_runner
+from backend.protocols import get_protocol
 from backend.providers.offline import OFFLINE_HINT
 from backend.providers.registry import PROVIDERS
 from backend.services import discussions, room
-from backend.services.errors import InputError, NotFound
+from backend.services.errors import Forbidden, InputError, NotFound
+from maestro_ui import routes
+from maestro_ui.state.auth import AuthState
+from maestro_ui.state.deliberation import DELIBERATION_EVENTS, DeliberationState
 from maestro_ui.state.live import LiveState
+
+TYPING_SHOWN_S = 4.0
+TYPING_SIGNAL_EVERY_S = 2.0
 
 # One follower per tab (client token), so a gap reported by the page can reach it.
 _FOLLOWERS: dict[str, Follower] = {}
+
+
+def _ask_targets(to: str) -> dict[str, list[str]]:
+    """The ask form's "to": "@username" routes to that person, anything else names a role."""
+    if to.startswith("@"):
+        return {"target_roles": [], "target_users": [to[1:]]}
+    return {"target_roles": [to], "target_users": []}
+
+
+def _answer_key(prompt_id: int, participant_id: int, value: str) -> str:
+    """The same answer from the same person to the same prompt is one answer, however often it is sent."""
+    return f"answer:{prompt_id}:{participant_id}:{hashlib.sha256(value.encode()).hexdigest()[:16]}"
 
 
 class AgentRow(TypedDict):
     id: int
     name: str
     provider: str
-    provider_label: str
     model: str
     offline: bool
     status: str  # idle | queued | thinking | streaming | slow | retrying | done | failed
-    elapsed: int
+    elapsed: int  # seconds the current turn had run when this row was sent; the page's clock ticks on
+    turn: int  # the current turn's start seq
     tokens: int
     cost: str
     latency: str
@@ -70,6 +101,37 @@ class MessageRow(TypedDict):
     status: str  # complete | failed | queued (a retry was asked for)
     error: str
     meta: str
+    label: str  # the protocol's ask of this turn: a debate stance or "synthesis"
+    # A finished turn this tab watched stream: its first `skip` characters are already on the page, in the
+    # stream `stream`, and `content` holds only the rest (see assets/transcript.jsx). Otherwise "" and 0.
+    stream: str
+    skip: int
+
+
+class HumanRow(TypedDict):
+    id: int
+    name: str
+    username: str
+    role: str
+    role_label: str
+    owner: bool
+    online: bool
+    typing: bool
+
+
+class PromptRow(TypedDict):
+    id: int
+    kind: str
+    prompt: str
+    options: list[str]
+    targets: str
+    deadline: str  # ISO time, counted down on the page
+    default: str
+    blocking: bool
+    status: str  # open | answered | expired
+    answer: str
+    answered_by: str
+    mine: bool  # this person may answer it
 
 
 class CheckRow(TypedDict):
@@ -86,6 +148,7 @@ class StreamRow(TypedDict):
     provider_label: str
     model: str
     round: int
+    label: str
 
 
 def _label(provider: str) -> str:
@@ -110,9 +173,16 @@ class RoomState(rx.State):
     topic: str = ""
     status: str = ""
     rounds: int = 0
+    vote_rule: str = ""
+    protocol_label: str = ""
+    # What this viewer follows: every token as it streams, finished messages only, or syntheses only.
+    verbosity: str = "tokens"
     agents: list[AgentRow] = []
-    humans: list[str] = []
-    messages: list[MessageRow] = []
+    humans: list[HumanRow] = []
+    prompts: list[PromptRow] = []
+    # The transcript is kept on the page: `tx` carries only rows changed since the last delta (see
+    # components/transcript.py); `_rows` is the whole of it, for a page that needs a reset.
+    tx: dict = {}
     streams: list[StreamRow] = []
     total_tokens: int = 0
     total_cost: str = "$0.0000"
@@ -126,21 +196,51 @@ class RoomState(rx.State):
     checking: bool = False
     budget_tokens: str = ""
     budget_usd: str = ""
-    my_name: str = rx.LocalStorage("", name="maestro_name")
     offline_hint: str = OFFLINE_HINT
+    has_offline_agent: bool = False  # set once on load (a computed var would be resent with every agent row change)
+    # This person in this room, from the server's session (never from what the page sends).
+    member: bool = True
+    my_role: str = ""
+    my_role_label: str = ""
+    is_owner: bool = False
+    can_message: bool = False
+    can_vote: bool = False
+    can_approve: bool = False
+    join_link: str = ""
+    people_notice: str = ""
+    answering: bool = False
+    audit_href: str = ""
 
     _did: int = 0
     _last_seq: int = 0  # the last persisted event applied to this view
-    _started_at: dict[int, float] = {}  # participant id -> monotonic start of its current turn
+    _rows: dict[int, MessageRow] = {}
+    _changed: dict[int, MessageRow] = {}  # rows (as sent) changed since `tx` was last set
+    _tx_gen: int = 0  # the gen of the last `tx`
+    _row_gen: dict[int, int] = {}  # row id -> the gen of the delta that last carried it
     _cost: dict[int, float] = {}
+    _me: int = 0  # my participant id
+    _seen: dict[int, float] = {}  # participant id -> wall time of the last presence beat
+    _typing: dict[int, float] = {}  # participant id -> monotonic time until which "typing" shows
+    _typed_at: float = 0.0
+    _draft_key: str = ""  # one per message being written: a post retried after a lost reply is stored once
 
     @rx.var
-    def has_offline_agent(self) -> bool:
-        return any(a["offline"] for a in self.agents)
+    def my_prompts(self) -> list[PromptRow]:
+        return [p for p in self.prompts if p["status"] == "open" and p["mine"]]
+
+    @rx.var
+    def waiting_for(self) -> list[PromptRow]:
+        """Blocking prompts for somebody else: the room shows whom it is waiting for."""
+        return [p for p in self.prompts if p["status"] == "open" and p["blocking"] and not p["mine"]]
+
+    @rx.var
+    def typing_names(self) -> str:
+        names = [h["name"] for h in self.humans if h["typing"]]
+        return "" if not names else f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} typing…"
 
     @rx.var
     def can_run(self) -> bool:
-        return self.status in ("draft", "paused") and self.check_ready and not self.checking
+        return self.is_owner and self.status in ("draft", "paused") and self.check_ready and not self.checking
 
     @rx.var
     def show_checklist(self) -> bool:
@@ -163,13 +263,31 @@ class RoomState(rx.State):
         Reflex runs on_load again when a tab reconnects or reloads; the view it already has stays on screen
         and only what happened meanwhile is applied (turns in flight are resent whole), so nothing flashes.
         """
+        auth = await self.get_state(AuthState)
+        user = await auth.current_user()
+        if user is None:
+            return rx.redirect(f"{routes.LOGIN}?next={self.router.url.path}")
         try:
             did = int(self.discussion_id)  # type: ignore[attr-defined]
             discussion = await run_db(discussions.get_discussion, did)
         except (ValueError, NotFound):
             self.found = False
             return
+        me = await run_db(membership.member_of, did, user)
+        self.member = me is not None
+        if me is None:
+            self._did = 0
+            return
+        self._me = me.id or 0
+        self.audit_href = routes.audit(did)
+        self.my_role, self.is_owner = me.role or "", me.is_owner
+        self.my_role_label = ROLE_LABELS[Role(me.role)] if me.role in Role._value2member_map_ else ""
+        self.can_message = Permission.MESSAGE in permissions(me.role, is_owner=me.is_owner)
+        self.can_vote = Permission.VOTE in permissions(me.role)
+        self.can_approve = Permission.APPROVE in permissions(me.role)
+        await run_db(mentions.mark_seen, did, self._me)
         if self._did == did and self._last_seq > 0:
+            self._send_all_rows()  # a reloaded page has none of them
             if self.status in ("draft", "paused"):
                 return [RoomState.follow, RoomState.run_checks(False)]
             return RoomState.follow
@@ -180,16 +298,18 @@ class RoomState(rx.State):
         self.topic = discussion.topic
         self.status = discussion.status
         self.rounds = discussion.rounds
+        self.vote_rule = discussion.vote_rule or ""
+        self.protocol_label = get_protocol(discussion.protocol).label
         self.agents = [
             AgentRow(
                 id=p.id or 0,
                 name=p.name,
                 provider=p.provider or "",
-                provider_label=_label(p.provider or ""),
                 model=p.model or "",
                 offline=p.provider == "offline",
                 status="idle",
                 elapsed=0,
+                turn=0,
                 tokens=0,
                 cost=_money(0),
                 latency="",
@@ -199,14 +319,34 @@ class RoomState(rx.State):
             for p in participants
             if p.kind == "agent"
         ]
-        self.humans = [p.name for p in participants if p.kind == "human"]
+        self.has_offline_agent = any(a["offline"] for a in self.agents)
+        people = await run_db(membership.people, did)
+        self._seen = {p.id or 0: p.last_seen_at.timestamp() for p, _u in people if p.last_seen_at}
+        self._typing = {}
+        self.humans = [
+            HumanRow(
+                id=p.id or 0,
+                name=p.name,
+                username=u,
+                role=p.role or "",
+                role_label=ROLE_LABELS[Role(p.role)] if p.role in Role._value2member_map_ else "",
+                owner=p.is_owner,
+                online=p.id == self._me or presence.is_online(p.last_seen_at),
+                typing=False,
+            )
+            for p, u in people
+        ]
+        self.prompts, self._prompt_roles = [], {}
+        self.join_link, self.people_notice = "", ""
         self.pause_reason = discussion.pause_reason or ""
         self.budget_tokens = str(discussion.budget_tokens or "")
         self.budget_usd = f"{discussion.budget_usd:g}" if discussion.budget_usd else ""
-        self.messages, self.streams = [], []
+        self._rows, self.streams = {}, []
+        self._send_all_rows()
         self.total_tokens, self.total_cost, self.notice = 0, _money(0), ""
-        self._started_at, self._cost = {}, {}
+        self._cost = {}
         (await self.get_state(LiveState))._clear()
+        (await self.get_state(DeliberationState))._reset(did)
         self.checks, self.check_score, self.check_ready = [], 0, False
         if discussion.status in ("draft", "paused"):
             return [RoomState.follow, RoomState.run_checks(False)]
@@ -239,16 +379,20 @@ class RoomState(rx.State):
     async def follow(self):
         """Apply the log, then live events, until Reflex cancels this task (tab closed or navigated)."""
         async with self:
-            did, token, after = self._did, self.router.session.client_token, self._last_seq
+            did, token, after, me = self._did, self.router.session.client_token, self._last_seq, self._me
         if not did:
             return
         follower = Follower(did, after_seq=after, bus=get_bus(), live_source=get_runner().live_text)
         _FOLLOWERS[token] = follower
+        next_beat = 0.0
         try:
             with viewer_active():
                 async with follower:
                     async for batch in follower.batches():
-                        if not batch and not self._started_at:
+                        if me and time.monotonic() >= next_beat:  # this tab is here: the person is online
+                            next_beat = time.monotonic() + presence.BEAT_S
+                            await room.heartbeat(discussion_id=did, participant_id=me)
+                        if not batch and not self._typing:
                             continue
                         async with self:
                             if self._did != did:
@@ -259,36 +403,59 @@ class RoomState(rx.State):
                 _FOLLOWERS.pop(token, None)
 
     @rx.event
-    def resync(self, _have: int):
-        """The page saw a gap in streamed text: resend turns in flight whole."""
+    def resync(self, key: str, have: int):
+        """The page holds only `have` characters of stream `key` (some went missing): send it the rest."""
         follower = _FOLLOWERS.get(self.router.session.client_token)
-        if follower:
-            follower.resync()
+        if follower and key.startswith("t") and key[1:].isdigit():
+            follower.resync(int(key[1:]), max(0, int(have)))
 
     async def _apply(self, batch: Batch) -> None:
         live = await self.get_state(LiveState)
+        deliberation: DeliberationState | None = None
         for event in batch.events:
-            self._last_seq = max(self._last_seq, event.seq)
-            self._apply_event(event, live)
+            if event.seq <= self._last_seq:
+                continue  # applied already (a replay overlapping live events): counters must not count twice
+            self._last_seq = event.seq
+            if isinstance(event, DELIBERATION_EVENTS):
+                deliberation = deliberation or await self.get_state(DeliberationState)
+                deliberation._apply(event)
+                if isinstance(event, DecisionSignedOff):  # the gate moves the room on: reopened or closed
+                    reopened = event.outcome == "more_discussion"
+                    self.status = "running" if reopened else "completed"
+                    self.rounds += event.extra_rounds
+            else:
+                self._apply_event(event, live, batch.streamed)
+        for signal in batch.signals:
+            if isinstance(signal, Presence):
+                self._seen[signal.participant_id] = time.time()
+            elif isinstance(signal, Typing) and signal.participant_id != self._me:
+                self._typing[signal.participant_id] = time.monotonic() + TYPING_SHOWN_S
+        self._refresh_presence()
+        self._send_changed_rows()
         for start_seq, (start, text) in batch.deltas.items():
             key = f"t{start_seq}"
-            live._put(key, start, text)
+            if self.verbosity == "tokens":  # other viewers skip streamed text: nothing crosses the wire for it
+                live._put(key, start, text)
             for agent in self.agents:
                 if agent["status"] in ("thinking", "retrying") and any(
                     s["key"] == key and s["author"] == agent["name"] for s in self.streams
                 ):
                     agent["status"] = "streaming"
-        now = time.monotonic()
-        for agent in self.agents:
-            started = self._started_at.get(agent["id"])
-            # Write only when the second changes: any write re-sends every agent row to the page.
-            if started is not None and agent["elapsed"] != int(now - started):
-                agent["elapsed"] = int(now - started)
+
+    def _refresh_presence(self) -> None:
+        """Online = a beat within the last few seconds (or it is me); typing shows for a few seconds."""
+        now, mono = time.time(), time.monotonic()
+        self._typing = {pid: until for pid, until in self._typing.items() if until > mono}
+        for human in self.humans:
+            online = human["id"] == self._me or now - self._seen.get(human["id"], 0) < presence.ONLINE_FOR_S
+            typing = human["id"] in self._typing
+            if human["online"] != online or human["typing"] != typing:  # write only on change: rows resend whole
+                human["online"], human["typing"] = online, typing
 
     def _agent(self, participant_id: int) -> AgentRow | None:
         return next((a for a in self.agents if a["id"] == participant_id), None)
 
-    def _apply_event(self, event: RoomEvent, live: LiveState) -> None:
+    def _apply_event(self, event: RoomEvent, live: LiveState, streamed: dict[int, int] | None = None) -> None:
         if isinstance(event, RunStarted):
             self.status = "running"
             self.pause_reason = ""
@@ -300,9 +467,9 @@ class RoomState(rx.State):
             if agent and any(s["key"] == f"t{event.start_seq}" for s in self.streams):
                 agent["status"], agent["detail"] = event.status, event.detail
         elif isinstance(event, TurnRetryRequested):
-            for row in self.messages:
-                if row["id"] == event.message_id:
-                    row["status"] = "queued"
+            row = self._rows.get(event.message_id)
+            if row is not None:
+                self._upsert({**row, "status": "queued"})
             agent = self._agent(event.participant_id)
             if agent:
                 agent["status"], agent["error"] = "queued", ""
@@ -311,39 +478,44 @@ class RoomState(rx.State):
             self.pause_reason = event.reason
             self.streams = []
             live._clear()
-            self._started_at = {}
         elif isinstance(event, TurnStarted):
             agent = self._agent(event.participant_id)
             if agent:
-                agent["status"], agent["error"], agent["elapsed"], agent["detail"] = "thinking", "", 0, ""
-                self._started_at[event.participant_id] = time.monotonic()
+                # How long it has run already (a replay after a reconnect, a viewer joining mid-turn); the page's
+                # clock counts on from there, so the server never sends a tick per second.
+                ran = int((utcnow() - event.at).total_seconds()) if event.at else 0
+                agent["status"], agent["error"], agent["detail"] = "thinking", "", ""
+                agent["elapsed"], agent["turn"] = max(0, ran), event.seq
             self.streams = [s for s in self.streams if s["author"] != event.author_name] + [
                 StreamRow(
                     key=f"t{event.seq}",
                     author=event.author_name,
-                    provider_label=agent["provider_label"] if agent else "",
+                    provider_label=_label(agent["provider"]) if agent else "",
                     model=agent["model"] if agent else "",
                     round=event.round,
+                    label=event.label,
                 )
             ]
         elif isinstance(event, TurnCompleted | TurnFailed):
             key = f"t{event.start_seq}"
             stream = next((s for s in self.streams if s["key"] == key), None)
             self.streams = [s for s in self.streams if s["key"] != key]
-            live._drop(key)
-            self._started_at.pop(event.participant_id, None)
+            live._finish(key)
             agent = self._agent(event.participant_id)
             row = MessageRow(
                 id=event.message_id,
                 author=stream["author"] if stream else (agent["name"] if agent else "?"),
                 kind="agent",
-                provider_label=agent["provider_label"] if agent else "",
+                provider_label=_label(agent["provider"]) if agent else "",
                 model=agent["model"] if agent else "",
                 round=stream["round"] if stream else 0,
                 content="",
                 status="complete",
                 error="",
                 meta="",
+                label=stream["label"] if stream else "",
+                stream="",
+                skip=0,
             )
             if isinstance(event, TurnCompleted):
                 row["content"] = event.content
@@ -366,10 +538,30 @@ class RoomState(rx.State):
                 row["content"] = event.partial_content
                 row["status"] = "failed"
                 row["error"] = f"{event.error_kind}: {event.error_message}"
+                if event.input_tokens or event.output_tokens:  # billed before it broke
+                    row["meta"] = (
+                        f"≈{event.input_tokens} in / ≈{event.output_tokens} out tokens (estimated: the call broke)"
+                        f" · {_money(event.cost_usd)}"
+                    )
                 if agent:
                     agent["status"], agent["detail"] = "failed", ""
                     agent["error"] = event.error_message
-            self._upsert(row)
+                    agent["tokens"] += event.input_tokens + event.output_tokens
+                    self._cost[agent["id"]] = self._cost.get(agent["id"], 0.0) + event.cost_usd
+                    agent["cost"] = _money(self._cost[agent["id"]])
+                self.total_tokens += event.input_tokens + event.output_tokens
+                self.total_cost = _money(sum(self._cost.values()))
+            shown = (streamed or {}).get(event.start_seq, 0) if self.verbosity == "tokens" else 0
+            self._upsert(row, streamed=(key, shown) if stream else None)
+        elif isinstance(event, CallRecorded):  # consensus, a ballot, the synthesis, a summary: it costs too
+            agent = self._agent(event.participant_id) if event.participant_id else None
+            tokens = event.input_tokens + event.output_tokens
+            if agent:
+                agent["tokens"] += tokens
+                self._cost[agent["id"]] = self._cost.get(agent["id"], 0.0) + event.cost_usd
+                agent["cost"] = _money(self._cost[agent["id"]])
+            self.total_tokens += tokens
+            self.total_cost = _money(sum(self._cost.values()))
         elif isinstance(event, StepReport):
             if event.failed or event.warning:
                 failures = "\n".join(f"- **{f['participant']}**: {f['error']}" for f in event.failed)
@@ -385,6 +577,9 @@ class RoomState(rx.State):
                         status="complete",
                         error="",
                         meta=f"{len(event.succeeded)} of {len(event.succeeded) + len(event.failed)} agents answered",
+                        label="",
+                        stream="",
+                        skip=0,
                     )
                 )
         elif isinstance(event, ContextSummarised):
@@ -400,11 +595,75 @@ class RoomState(rx.State):
                     status="complete",
                     error="",
                     meta=f"{event.covered} messages no longer fitted {event.author_name}'s context window",
+                    label="",
+                    stream="",
+                    skip=0,
                 )
             )
+        elif isinstance(event, MemberChanged):
+            row = HumanRow(
+                id=event.participant_id,
+                name=event.name,
+                username=event.username,
+                role=event.role,
+                role_label=ROLE_LABELS[Role(event.role)] if event.role in Role._value2member_map_ else "",
+                owner=event.is_owner,
+                online=event.participant_id == self._me,
+                typing=False,
+            )
+            others = [h for h in self.humans if h["id"] != event.participant_id]
+            self.humans = [*others, row]
+            if event.participant_id == self._me and event.role != self.my_role:
+                self.my_role, self.my_role_label = event.role, row["role_label"]
+                self.can_message = Permission.MESSAGE in permissions(event.role, is_owner=self.is_owner)
+                self.can_vote = Permission.VOTE in permissions(event.role)
+                self.can_approve = Permission.APPROVE in permissions(event.role)
+                self.prompts = [{**p, "mine": self._targets_me(p)} for p in self.prompts]  # type: ignore[misc]
+        elif isinstance(event, HumanInputRequested):
+            row = PromptRow(
+                id=event.prompt_id,
+                kind=event.kind,
+                prompt=event.prompt,
+                options=event.options,
+                targets=event.targets_label,
+                deadline=event.deadline_at.isoformat(),
+                default=event.default_answer,
+                blocking=event.blocking,
+                status="open",
+                answer="",
+                answered_by="",
+                mine=False,
+            )
+            self._prompt_roles[event.prompt_id] = (event.target_roles, event.target_users)
+            row["mine"] = self._targets_me(row)
+            self.prompts = [*[p for p in self.prompts if p["id"] != event.prompt_id], row]
+        elif isinstance(event, HumanInputAnswered):
+            for prompt in self.prompts:
+                if prompt["id"] == event.prompt_id:
+                    prompt["status"] = "expired" if event.defaulted else "answered"
+                    prompt["answer"], prompt["answered_by"] = event.answer, event.answered_by
+                    self._upsert(
+                        MessageRow(
+                            id=-event.seq,
+                            author=event.answered_by if not event.defaulted else "Maestro",
+                            kind="answer",
+                            provider_label="",
+                            model="",
+                            round=0,
+                            content=event.answer,
+                            status="complete",
+                            error="",
+                            meta=(
+                                f"default applied: nobody answered “{prompt['prompt']}” in time"
+                                if event.defaulted
+                                else f"answered “{prompt['prompt']}”"
+                            ),
+                            label="",
+                            stream="",
+                            skip=0,
+                        )
+                    )
         elif isinstance(event, HumanMessagePosted):
-            if event.author_name not in self.humans:
-                self.humans.append(event.author_name)
             self._upsert(
                 MessageRow(
                     id=event.message_id,
@@ -417,23 +676,64 @@ class RoomState(rx.State):
                     status="complete",
                     error="",
                     meta="",
+                    label="",
+                    stream="",
+                    skip=0,
                 )
             )
         elif isinstance(event, DiscussionFinished):
             self.status = event.status
             self.streams = []
             live._clear()
-            self._started_at = {}
             for agent in self.agents:
                 if agent["status"] in ("queued", "thinking", "streaming", "slow", "retrying"):
                     agent["status"] = "idle"
 
-    def _upsert(self, row: MessageRow) -> None:
-        for i, existing in enumerate(self.messages):
-            if existing["id"] == row["id"]:
-                self.messages[i] = row
-                return
-        self.messages.append(row)
+    _prompt_roles: dict[int, tuple[list[str], list[str]]] = {}
+
+    def _targets_me(self, row: PromptRow) -> bool:
+        roles, users = self._prompt_roles.get(row["id"], ([], []))
+        me = next((h for h in self.humans if h["id"] == self._me), None)
+        return prompt_targets_me(roles, users, self.my_role, me["username"] if me else "")
+
+    def _upsert(self, row: MessageRow, *, streamed: tuple[str, int] | None = None) -> None:
+        """Add or replace a row; `streamed` = (stream key, characters of it this page already shows)."""
+        self._rows[row["id"]] = row
+        self._row_gen[row["id"]] = self._tx_gen + 1  # the delta that will carry it
+        if streamed and streamed[1] > 0:
+            key, skip = streamed
+            row = {**row, "content": row["content"][skip:], "stream": key, "skip": skip}  # type: ignore[typeddict-item]
+        self._changed[row["id"]] = row
+
+    def _send_changed_rows(self) -> None:
+        """Send the rows changed since the last delta, if any (one delta per batch of events)."""
+        if self._changed:
+            self._tx_gen += 1
+            self.tx = {
+                "room": self._did,
+                "gen": self._tx_gen,
+                "base": self._tx_gen - 1,
+                "rows": list(self._changed.values()),
+            }
+            self._changed = {}
+
+    def _send_all_rows(self) -> None:
+        """Send the whole transcript (page load or reconnect: the page may have none of it)."""
+        self._tx_gen += 1
+        self._row_gen = dict.fromkeys(self._rows, self._tx_gen)
+        self.tx = {"room": self._did, "gen": self._tx_gen, "reset": True, "rows": list(self._rows.values())}
+        self._changed = {}
+
+    @rx.event
+    def resend_transcript(self, since: int):
+        """The page could not apply a delta from `since` on (it missed one, or some streamed text): send every
+        row changed after that, whole. Only a page that knows nothing gets the whole transcript again."""
+        if since <= 0 or since > self._tx_gen:
+            self._send_all_rows()
+            return
+        self._tx_gen += 1
+        rows = [row for rid, row in self._rows.items() if self._row_gen.get(rid, 0) > since]
+        self.tx = {"room": self._did, "gen": self._tx_gen, "resend": True, "rows": rows}
 
     # --- actions ---------------------------------------------------------------------------------------
 
@@ -445,20 +745,38 @@ class RoomState(rx.State):
             self.notice = "Finish the preflight checklist first: every required item must pass."
             return
         try:
-            problem = await room.run_agents(self._did)
+            problem = await room.run_agents(self._did, await self._actor())
         except NotFound:
             self.found = False
             return
+        except Forbidden as err:
+            self.notice = str(err)
+            return
         if problem:
             self.notice = problem
+
+    @rx.event
+    def set_verbosity(self, value: str):
+        """Follow every token, finished messages only, or syntheses only (this tab only)."""
+        if value in ("tokens", "messages", "syntheses"):
+            self.verbosity = value
+
+    @rx.event
+    async def stop_agents(self):
+        """Stop the agents after the turn in flight (owner only); Run Agents continues later."""
+        self.notice = ""
+        try:
+            await room.stop(discussion_id=self._did, actor=await self._actor())
+        except (InputError, Forbidden, NotFound) as err:
+            self.notice = str(err)
 
     @rx.event
     async def retry_message(self, message_id: int):
         """Run one failed agent turn again, alone."""
         self.notice = ""
         try:
-            await room.retry_turn(discussion_id=self._did, message_id=message_id, requested_by=self.my_name)
-        except (InputError, NotFound) as err:
+            await room.retry_turn(discussion_id=self._did, message_id=message_id, actor=await self._actor())
+        except (InputError, NotFound, Forbidden) as err:
             self.notice = str(err)
 
     @rx.event
@@ -472,7 +790,12 @@ class RoomState(rx.State):
             self.notice = "Budgets must be numbers: tokens as a whole number, cost in dollars."
             return
         try:
-            await room.set_budget(discussion_id=self._did, budget_tokens=tokens, budget_usd=usd)
+            await room.set_budget(
+                discussion_id=self._did, actor=await self._actor(), budget_tokens=tokens, budget_usd=usd
+            )
+        except Forbidden as err:
+            self.notice = str(err)
+            return
         except InputError as err:
             self.notice = "; ".join(err.errors.values())
             return
@@ -480,15 +803,104 @@ class RoomState(rx.State):
         self.budget_usd = f"{usd:g}" if usd else ""
         return RoomState.run_checks(False)
 
-    @rx.event
-    def set_draft(self, value: str):
-        """Keep the composer's text."""
-        self.draft = value
+    async def _actor(self):
+        """Who is acting: resolved from this browser's session token on the server, for every action."""
+        return await (await self.get_state(AuthState)).current_user()
 
     @rx.event
-    def set_my_name(self, value: str):
-        """Remember who is typing (kept in this browser)."""
-        self.my_name = value.strip()[:120]
+    async def set_draft(self, value: str):
+        """Keep the composer's text, and tell the room (at most every 2 s) that this person is typing."""
+        self.draft = value
+        if not self._draft_key:
+            self._draft_key = uuid.uuid4().hex
+        if self._me and self.can_message and value and time.monotonic() - self._typed_at > TYPING_SIGNAL_EVERY_S:
+            self._typed_at = time.monotonic()
+            me = next((h["name"] for h in self.humans if h["id"] == self._me), "")
+            await room.typing(discussion_id=self._did, participant_id=self._me, name=me)
+
+    @rx.event
+    async def answer_prompt(self, prompt_id: int, value: str):
+        """Answer a prompt routed to me; a second click while the first is in flight sends nothing."""
+        if self.answering:
+            return
+        self.answering, self.notice = True, ""
+        yield
+        try:
+            await room.answer_prompt(
+                discussion_id=self._did,
+                prompt_id=int(prompt_id),
+                actor=await self._actor(),
+                value=str(value)[:5000],
+                client_id=_answer_key(int(prompt_id), self._me, str(value)[:5000]),
+            )
+        except (InputError, NotFound, Forbidden) as err:
+            self.notice = str(err)
+        finally:
+            self.answering = False
+
+    @rx.event
+    async def answer_text(self, form: dict):
+        """A free-text answer (feedback, clarification) from the prompt card's form."""
+        async for update in self.answer_prompt(int(form.get("prompt_id", 0)), str(form.get("answer", ""))):
+            yield update
+
+    @rx.event
+    async def invite(self, form: dict):
+        """The owner adds a person by username with a role."""
+        self.people_notice = ""
+        try:
+            weight = float(form["weight"]) if str(form.get("weight") or "").strip() else None
+        except ValueError:
+            self.people_notice = "A vote weight is a number, e.g. 2."
+            return
+        try:
+            await room.invite(
+                discussion_id=self._did,
+                actor=await self._actor(),
+                username=str(form.get("username", "")),
+                role=str(form.get("role", "contributor")),
+                weight=weight,
+            )
+            self.people_notice = f"Added @{str(form.get('username', '')).strip().lstrip('@').lower()}."
+        except (InputError, Forbidden, NotFound) as err:
+            self.people_notice = str(err)
+
+    @rx.event
+    async def make_join_link(self, role: str):
+        """The owner makes a join link for a role."""
+        self.people_notice = ""
+        try:
+            token = await run_db(membership.create_join_link, self._did, await self._actor(), role)
+        except (InputError, Forbidden, NotFound) as err:
+            self.people_notice = str(err)
+            return
+        self.join_link = f"{self.router.url.origin}{routes.join(token)}"
+
+    @rx.event
+    async def ask_room(self, form: dict):
+        """The owner asks the room a typed question (a blocking one holds the agents until answered)."""
+        self.people_notice = ""
+        kind = str(form.get("kind", "choice"))
+        try:
+            minutes = float(form.get("minutes") or 5)
+        except ValueError:
+            self.people_notice = "The time to answer must be a number of minutes."
+            return
+        options = [o.strip() for o in str(form.get("options", "")).split(",") if o.strip()]
+        try:
+            await room.ask(
+                discussion_id=self._did,
+                actor=await self._actor(),
+                kind=kind,
+                prompt=str(form.get("prompt", "")),
+                options=options,
+                **_ask_targets(str(form.get("to", "decision_maker"))),
+                deadline_s=minutes * 60,
+                default=options[0] if options and kind == "choice" else "",
+                blocking=bool(form.get("blocking")),
+            )
+        except (InputError, Forbidden, NotFound) as err:
+            self.people_notice = str(err)
 
     @rx.event
     async def post(self, _form: dict):
@@ -497,14 +909,19 @@ class RoomState(rx.State):
             return
         self.posting = True
         self.notice = ""
-        text, client_id = self.draft, uuid.uuid4().hex
+        text = self.draft
+        # The same text sent again under this draft (a click repeated after a lost reply) is one message; an
+        # edited text is a new one.
+        client_id = f"{self._draft_key or uuid.uuid4().hex}:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
         yield
         try:
             await room.post_message(
-                discussion_id=self._did, author_name=self.my_name, content=text, client_id=client_id
+                discussion_id=self._did, actor=await self._actor(), content=text, client_id=client_id
             )
-            self.draft = ""
+            self.draft, self._draft_key = "", ""
         except InputError as err:
             self.notice = "; ".join(err.errors.values())
+        except Forbidden as err:
+            self.notice = str(err)
         finally:
             self.posting = False

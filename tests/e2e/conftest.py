@@ -2,6 +2,7 @@
 
 * ``app_url``      base URL of a Maestro started in a subprocess on a free port, with a fresh temp SQLite
                    database and ``MAESTRO_MAX_TOKENS_PER_TURN=40``; its whole process group is killed at the end.
+                   Its Anthropic, OpenAI and Gemini SDKs talk to the local council servers (tests/e2e/council.py).
                    Set ``MAESTRO_E2E_BASE_URL`` to drive an already running server instead (nothing is started).
 * ``browser``      one headless Debian Chromium for the session (``playwright install`` does not work here).
 * ``new_context``  factory: every call is a new browser context = a new human with its own cookies and storage.
@@ -13,6 +14,7 @@ tmp dir.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -21,11 +23,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.council import council
+from tests.e2e.helpers import sign_up
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -100,11 +106,14 @@ def app_url(tmp_path_factory) -> Iterator[str]:
         yield external.rstrip("/")
         return
 
+    vendors = contextlib.ExitStack()
+    council_env = vendors.enter_context(council())
     workdir = tmp_path_factory.mktemp("app")
     log_path = workdir / "app.log"
     _APP_LOG = log_path
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    env.update(council_env)
     env.update(
         DATABASE_URL=f"sqlite:///{workdir / 'maestro.db'}",
         MAESTRO_MAX_TOKENS_PER_TURN="40",
@@ -140,6 +149,7 @@ def app_url(tmp_path_factory) -> Iterator[str]:
         yield base
     finally:
         _kill_group(proc)
+        vendors.close()
 
 
 @pytest.fixture(scope="session")
@@ -205,12 +215,15 @@ def new_context(browser, app_url, console_errors, request, tmp_path) -> Iterator
     """Factory of browser contexts; each one is a separate human (own client token, cookies, localStorage)."""
     contexts: list = []
 
-    def make(**options):
+    def make(name: str | None = None, signed_in: bool = True, **options):
+        """A new person: a context with its own account (display name `name`), unless `signed_in=False`."""
         ctx = browser.new_context(base_url=app_url, **options)
         ctx.set_default_timeout(DEFAULT_TIMEOUT_MS)
         label = f"ctx{len(contexts) + 1}"
         ctx.on("page", lambda page: console_errors.watch(page, label))
         contexts.append(ctx)
+        if signed_in:
+            sign_up(ctx, f"{(name or 'person').split()[0].lower()}-{uuid.uuid4().hex[:8]}", name or f"Person {label}")
         return ctx
 
     yield make

@@ -24,6 +24,9 @@ class Agent:
 PROVIDER_OPTION = {
     "offline": re.compile(r"^SmolLM2"),
     "openai_compatible": re.compile(r"^OpenAI-compatible"),
+    "anthropic": re.compile(r"^Anthropic"),
+    "openai": re.compile(r"^OpenAI$"),
+    "gemini": re.compile(r"^Google Gemini"),
 }
 
 
@@ -98,9 +101,36 @@ def wait_room_loaded(page: Page, topic: str | None = None) -> None:
     expect(page.locator("#discussion .message").first).to_be_visible()
 
 
-def open_room(ctx: BrowserContext, path: str, topic: str | None = None) -> Page:
+def sign_up(ctx: BrowserContext, username: str, name: str) -> None:
+    """Create an account through the sign-up page; the context keeps the session cookie."""
     page = ctx.new_page()
-    page.goto(path)
+    page.goto("/signup")
+    fill(page, page.locator("#auth-username"), username)
+    fill(page, page.locator("#auth-display_name"), name)
+    fill(page, page.locator("#auth-password"), "correct horse battery")
+    page.click("#auth-submit")
+    page.wait_for_url(re.compile(r"/$"))
+    expect(page.locator("#me")).to_contain_text(username)  # signed in: the session cookie is stored
+    wait_for(lambda: any(c["name"] == "maestro_session" for c in ctx.cookies()), 10, "the session cookie")
+    page.close()
+
+
+def join_link(host: Page, role: str) -> str:
+    """The owner (on the room page) makes a join link for `role`; returns its path."""
+    shown = host.locator("#join-link")
+    before = shown.inner_text() if shown.count() else ""
+    host.click(f"#link-{role}")
+    expect(shown).not_to_have_text(before) if before else expect(shown).to_be_visible()
+    return re.search(r"/join/\S+", shown.inner_text()).group(0)
+
+
+def open_room(
+    ctx: BrowserContext, path: str, topic: str | None = None, *, host: Page, role: str = "contributor"
+) -> Page:
+    """A signed-in person joins the room with a link the owner (`host`) made for `role`, and opens it."""
+    page = ctx.new_page()
+    page.goto(join_link(host, role))
+    page.wait_for_url(re.compile(re.escape(path) + r"/?$"))
     wait_room_loaded(page, topic)
     return page
 
@@ -256,10 +286,9 @@ def page_now(page: Page) -> int:
     return page.evaluate("() => Date.now()")
 
 
-def post_message(page: Page, name: str, text: str) -> None:
-    """Post through the composer as `name` and wait until the message is in this page's transcript."""
+def post_message(page: Page, text: str) -> None:
+    """Post through the composer (as the signed-in person) and wait until it is in this page's transcript."""
     before = page.locator("#discussion .message.human").count()
-    fill(page, page.locator("#my-name"), name)
     fill(page, page.locator("#composer-input"), text)
     page.click("#send-btn")
     expect(page.locator("#discussion .message.human")).to_have_count(before + 1)

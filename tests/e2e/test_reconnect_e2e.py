@@ -1,8 +1,8 @@
 """A browser that loses its connection mid-stream catches up: no gap, no duplicate, no reordering.
 
 Two humans watch the same discussion (2 offline agents, 1 or 2 rounds, 40 tokens a turn). A is always online: the
-reference. B is taken offline with `context.set_offline(True)` while an agent is streaming, for ~5 s in one
-case and ~15 s in the other, while A posts messages; then B comes back online. B must show what it missed,
+reference. B is taken offline with `context.set_offline(True)` while an agent is streaming, for ~1 s in one
+case and ~30 s in the other (the two ends of the 1-30 s the requirement names), while A posts messages; then B comes back online. B must show what it missed,
 its stream must carry on, and at the end B's transcript must equal A's exactly.
 
 Each case has its own discussion, so its outage starts while a turn streams however fast the model runs (a
@@ -50,7 +50,7 @@ AGENTS = 2
 # Reflex retries on a timer (200 ms x failed attempts, capped at 2 s) and does not listen for the browser's
 # "online" event: B is back 0.2-2.5 s after the network is.
 RECOVERY_TIMEOUT_S = 30
-MAX_OUTAGE_S = 28  # the requirement covers outages of 1-30 s
+MAX_OUTAGE_S = 31  # the requirement covers outages of 1-30 s: both ends are tested
 # Going offline fires the page's "offline" event: engine.io closes its websocket at once (it skips that for a
 # "localhost" host; the fixture serves 127.0.0.1) and Reflex keeps trying to reconnect. With the network
 # emulated offline every attempt fails, and Chromium itself logs each failed handshake as a console error:
@@ -156,11 +156,11 @@ def go_offline_and_back(a: Page, b: Page, b_ctx: BrowserContext, seconds: float,
 
     # A, still online, speaks while B is away: once at once, and again later in a long outage.
     outage.posted.append(f"Said while B was offline ({seconds}s), first: keep the audit trail append-only.")
-    post_message(a, "Ada", outage.posted[-1])
+    post_message(a, outage.posted[-1])
     if seconds >= 10:
         b.wait_for_timeout(seconds / 2 * 1000)
         outage.posted.append(f"Said while B was offline ({seconds}s), second: and sign every entry.")
-        post_message(a, "Ada", outage.posted[-1])
+        post_message(a, outage.posted[-1])
     # Stay offline the time asked for; a long outage also lasts until B has missed a whole turn (capped).
     while True:
         elapsed = time.monotonic() - started
@@ -213,12 +213,12 @@ def go_offline_and_back(a: Page, b: Page, b_ctx: BrowserContext, seconds: float,
     return outage
 
 
-# A short outage in a one-round discussion (round 1 is a fan-out: both agents stream at once), and a long one
+# A short outage in a one-round discussion, and a long one
 # in a two-round discussion, so B usually also misses a turn starting and comes back to it mid-stream. Two
 # rounds take ~3 turn-times: ~10 s on an idle box, ~2 min on a loaded one, hence one round for the short case.
-@pytest.mark.parametrize(("seconds", "rounds"), [(5, 1), (15, 2)], ids=["offline-5s", "offline-15s"])
+@pytest.mark.parametrize(("seconds", "rounds"), [(1, 1), (30, 2)], ids=["offline-1s", "offline-30s"])
 def test_browser_offline_mid_stream_catches_up(new_context, console_errors, app_url, seconds, rounds):
-    ref_ctx, flaky_ctx = new_context(), new_context()  # ctx1 = A (reference), ctx2 = B (goes offline)
+    ref_ctx, flaky_ctx = new_context("Ada"), new_context("Bea")  # ctx1 = A (reference), ctx2 = B (goes offline)
     for ctx in (ref_ctx, flaky_ctx):
         ctx.add_init_script(STREAM_RECORDER_JS)
         ctx.add_init_script(STREAM_TEXT_RECORDER_JS)
@@ -228,8 +228,8 @@ def test_browser_offline_mid_stream_catches_up(new_context, console_errors, app_
     topic = f"Should Apollo's audit trail live in Postgres or Kafka? ({seconds}s outage)"
     a = ref_ctx.new_page()
     room = create_discussion(a, topic, [Agent()] * AGENTS, rounds=rounds)
-    b = open_room(flaky_ctx, room, topic)
-    expect(b.locator("#run-agents")).to_be_enabled()
+    b = open_room(flaky_ctx, room, topic, host=a)
+    expect(a.locator("#run-agents")).to_be_enabled()
     a.click("#run-agents")
 
     outage = go_offline_and_back(a, b, flaky_ctx, seconds, app_url)
@@ -249,7 +249,8 @@ def test_browser_offline_mid_stream_catches_up(new_context, console_errors, app_
         assert final.count(("Ada", text)) == 1, final
     # Numbers derived from the log were not counted twice (two followers applying the same events would).
     assert b.locator("#room-totals").inner_text() == a.locator("#room-totals").inner_text()
-    assert b.locator("#participants").inner_text() == a.locator("#participants").inner_text()
+    # (Agents only: the owner's tools and people's presence differ by viewer on purpose.)
+    assert b.locator(".agent-row").all_inner_texts() == a.locator(".agent-row").all_inner_texts()
 
     # No render of B, even while it caught up, showed a duplicate or an order the final transcript lacks.
     views = transcript_views(b)

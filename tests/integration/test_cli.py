@@ -83,3 +83,61 @@ def test_debate_reports_a_failed_agent_and_goes_on(tmp_path):
     assert "Architect failed" in result.stdout and "auth" in result.stdout
     assert "Still here." in result.stdout
     assert "[OK] Completed" in result.stdout and "1 failed turn" in result.stdout
+
+
+def test_a_debate_with_a_vote_ends_with_the_decision_card(tmp_path):
+    from tests.e2e.council import CouncilServer
+
+    with CouncilServer(OpenAIScript, OpenAIScript.models(["local-model"])) as server:
+        base = f"{server.url}/v1"
+        result = _maestro(
+            "debate",
+            "Choose a database for Apollo",
+            "--rounds",
+            "1",
+            "--protocol",
+            "debate",
+            "--vote",
+            "plurality",
+            *("-o", "PostgreSQL", "-o", "MongoDB", "-o", "DynamoDB"),
+            *(
+                f"--agent={p}:openai_compatible:local-model@{base}"
+                for p in ("architect", "backend_engineer", "security")
+            ),
+            db=f"sqlite:///{tmp_path / 'cli.db'}",
+        )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "Consensus after round 1" in out and "Vote (plurality): PostgreSQL, MongoDB, DynamoDB" in out
+    assert "Apollo runs on PostgreSQL" in out and "2 of 3 ranked PostgreSQL first" in out
+    assert "Dissent: Security preferred DynamoDB" in out and "Provision a managed PostgreSQL 16 cluster" in out
+    assert "write its synthesis" in "\n".join(str(r.body) for r in server.requests)  # the debate's synthesis turn
+    assert re.search(r"\[OK\] Completed", out), out
+
+
+def test_agents_named_by_persona_alone_run_where_their_persona_maps(tmp_path):
+    """`-a architect` with no provider runs on the provider and model the persona maps to (edited here to a local
+    OpenAI-compatible server), not on the offline default."""
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    replies = [
+        OpenAIScript.ok(["Postgres."], prompt_tokens=10, completion_tokens=1),
+        OpenAIScript.ok(["Encrypted Postgres."], prompt_tokens=12, completion_tokens=2),
+    ]
+    with WireServer(OpenAIScript.route, replies) as server:
+        base = f"{server.url}/v1"
+        setup = (
+            "from backend.bootstrap import prepare_database; prepare_database()\n"
+            "from backend.services.personas import update_persona as u\n"
+            f"for k in ('architect', 'security'): u(k, system_prompt='Be brief.', provider='openai_compatible', "
+            f"model='local-model', base_url='{base}')\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", setup], capture_output=True, text=True, env={**os.environ, "DATABASE_URL": db}
+        )
+        assert done.returncode == 0, done.stderr
+        listing = _maestro("personas", db=db)
+        assert f"runs on openai_compatible:local-model@{base}" in " ".join(listing.stdout.split()), listing.stdout
+        result = _maestro("debate", "Choose a database", "--rounds", "1", "-a", "architect", "-a", "security", db=db)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Postgres." in result.stdout and "Encrypted Postgres." in result.stdout
+    assert [r.body["model"] for r in server.requests] == ["local-model", "local-model"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from itertools import pairwise
 
 import pytest
 from sqlmodel import func, select
@@ -11,11 +12,14 @@ from backend.db import session_scope
 from backend.events.log import read_events
 from backend.events.schema import DiscussionFinished, TokenDelta, TurnCompleted, TurnFailed, TurnStarted
 from backend.models import Discussion, EventRecord, Message, Participant
+from backend.orchestrator.context_budget import estimate_tokens
+from backend.orchestrator.engine import failed_call_usage
 from backend.orchestrator.runner import Runner
 from backend.providers import registry
 from backend.providers.base import ErrorKind, ProviderError
 from backend.providers.scripted import ScriptedProvider
 from backend.services.discussions import AgentSpec, create_discussion, post_human_message
+from tests.people import person
 
 
 @pytest.fixture
@@ -27,9 +31,12 @@ def scripted():
     registry.unregister_provider("scripted")
 
 
-def _create(agents=("architect", "security"), rounds=2, topic="Choose a database for Apollo") -> int:
+def _create(agents=("architect", "security"), rounds=2, topic="Choose a database for Apollo", owner=None) -> int:
     d = create_discussion(
-        topic=topic, agents=[AgentSpec(persona_key=a, provider="scripted", model="m") for a in agents], rounds=rounds
+        topic=topic,
+        agents=[AgentSpec(persona_key=a, provider="scripted", model="m") for a in agents],
+        rounds=rounds,
+        owner=owner,
     )
     assert d.id is not None
     return d.id
@@ -89,6 +96,37 @@ async def test_round_robin_streams_every_turn_in_order_and_persists_once(databas
         assert [e.seq for e in seen if not isinstance(e, TokenDelta)] == [e.seq for e in persisted][2:]
 
 
+async def test_one_transaction_closes_a_turn_and_opens_the_next(database, bus, scripted):
+    """Between two plain turns nothing else happens, so one commit hands over: the closing TurnCompleted and the
+    next TurnStarted have consecutive seqs and one timestamp, and the engine commits about once per message."""
+    from sqlalchemy import event as sa_event
+
+    from backend.db import get_engine
+
+    did = _create(agents=("architect", "security", "product"), rounds=3)
+    for name in ("Architect", "Security", "Product"):
+        scripted[name] = ScriptedProvider([f"{name} speaks."])
+    commits = []
+    count = commits.append  # one bound method object, so it can be removed again
+    sa_event.listen(get_engine(), "commit", count)
+    try:
+        runner = _runner(bus, scripted)
+        collector = asyncio.create_task(_collect(bus, did))
+        await asyncio.sleep(0)
+        assert await runner.start(did)
+        seen = await asyncio.wait_for(collector, 10)
+    finally:
+        sa_event.remove(get_engine(), "commit", count)
+    persisted = [e for e in seen if not isinstance(e, TokenDelta)]
+    pairs = [(a, b) for a, b in pairwise(persisted) if isinstance(a, TurnCompleted)]
+    handed_over = [(a, b) for a, b in pairs if isinstance(b, TurnStarted)]
+    assert len(handed_over) == 8  # 9 turns: every one but the last opens the next
+    assert all(b.seq == a.seq + 1 and b.at == a.at for a, b in handed_over)
+    # 9 messages: the run's start, the first turn, 8 handovers, the last close and the finish, give or take the
+    # lease; two commits per message (open, then close) would be 18 or more.
+    assert len(commits) <= 9 + 5, len(commits)
+
+
 async def test_each_agent_sees_the_attributed_transcript_under_its_persona(database, bus, scripted):
     did = _create(rounds=2)
     scripted["Architect"] = ScriptedProvider(["A1", "A2"])
@@ -109,7 +147,8 @@ async def test_each_agent_sees_the_attributed_transcript_under_its_persona(datab
 
 
 async def test_a_human_message_during_a_run_reaches_the_next_agent(database, bus, scripted):
-    did = _create(rounds=1)
+    alex = person("alex", "Alex")
+    did = _create(rounds=1, owner=alex)
     gate = asyncio.Event()
 
     class Gated(ScriptedProvider):
@@ -123,7 +162,7 @@ async def test_a_human_message_during_a_run_reaches_the_next_agent(database, bus
     runner = _runner(bus, scripted)
     await runner.start(did)
     await asyncio.sleep(0.05)
-    post_human_message(discussion_id=did, author_name="Alex", content="We must run on-prem.")
+    post_human_message(discussion_id=did, actor=alex, content="We must run on-prem.")
     gate.set()
     await runner.wait(did)
     seen_by_security = [(e.author, e.content) for e in scripted["Security"].requests[0].transcript]
@@ -155,6 +194,13 @@ async def test_a_provider_failing_mid_stream_marks_that_message_failed_and_the_r
     with session_scope() as s:
         bad = s.exec(select(Message).where(Message.status == "failed")).one()
         assert bad.error_kind == "connection" and bad.author_name == "Security"
+        # It was billed for its prompt and the words it wrote: estimated, marked so, and counted in the totals.
+        prompt = scripted["Security"].requests[0]
+        assert bad.input_tokens == failed_call_usage(prompt, "This will be ").input_tokens > 0
+        assert bad.output_tokens == estimate_tokens("This will be ") and bad.tokens_estimated
+        assert (failed[0].input_tokens, failed[0].output_tokens) == (bad.input_tokens, bad.output_tokens)
+        ok = s.exec(select(Message).where(Message.status == "complete")).all()
+        assert seen[-1].total_tokens == sum(m.input_tokens + m.output_tokens for m in [*ok, bad])
     # Later agents do not see the failed partial text.
     assert all("cut off" not in e.content for e in scripted["Product"].requests[0].transcript)
 
@@ -168,6 +214,8 @@ async def test_every_turn_failing_fails_the_discussion(database, bus, scripted):
     await runner.wait(did)
     with session_scope() as s:
         assert s.get(Discussion, did).status == "failed"
+        # Refused before a word was written: nothing was billed, nothing is counted.
+        assert {(m.input_tokens, m.output_tokens, m.cost_usd) for m in s.exec(select(Message)).all()} == {(0, 0, 0.0)}
 
 
 async def test_start_is_idempotent_under_duplicate_clicks(database, bus, scripted):

@@ -69,5 +69,8 @@ def test_only_get_and_head_are_ours_everything_else_falls_through_to_the_app_ben
     assert client.get("/room/1").text == "reflex"
 
 
-def test_api_routes_lists_the_metrics_route():
-    assert [r.path for r in api_routes() if isinstance(r, Route)] == ["/metrics"]
+def test_api_routes_lists_the_metrics_route_and_the_decision_exports():
+    assert [r.path for r in api_routes() if isinstance(r, Route)] == [
+        "/metrics",
+        "/api/decisions/{decision_id:int}.{fmt:str}",
+    ]

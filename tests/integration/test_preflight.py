@@ -319,6 +319,30 @@ async def test_an_empty_topic_fails(sqlite_db, fake_provider):
     assert not pf.ready
 
 
+async def test_a_budget_is_required_once_an_agent_bills_per_token(sqlite_db, fake_provider, monkeypatch, tmp_path):
+    """Free agents (offline, local servers): a budget is advice. Once one agent's model has a price, Run Agents
+    waits for a budget, and the item names who bills."""
+    import json
+
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"fake/paid": {"input": 3, "output": 15}}))
+    monkeypatch.setenv("MAESTRO_PRICE_TABLE", str(prices))
+    free = await run_preflight(create(AgentSpec("architect", fake_provider, "m"), AgentSpec("security", "fake", "m")))
+    assert (free.item("budget").required, free.ready) == (False, True)
+
+    paid = await run_preflight(
+        create(AgentSpec("architect", fake_provider, "paid"), AgentSpec("security", fake_provider, "m"))
+    )
+    budget = paid.item("budget")
+    assert (budget.required, budget.status, paid.ready) == (True, "fail", False)
+    assert budget.detail == BUDGET_HINT + " Architect bills per token."
+
+    capped = await run_preflight(
+        create(AgentSpec("architect", fake_provider, "paid"), AgentSpec("security", fake_provider, "m"), budget_usd=1.0)
+    )
+    assert (capped.item("budget").status, capped.ready) == ("pass", True)
+
+
 async def test_the_full_checklist_in_order_with_budget_as_a_warning(sqlite_db, fake_provider):
     seen: list[str] = []
 
@@ -336,8 +360,8 @@ async def test_the_full_checklist_in_order_with_budget_as_a_warning(sqlite_db, f
         ("approver", False, "skip"),
         ("budget", False, "fail"),
     ]
-    assert pf.item("decision_maker").detail == "no vote configured"
-    assert pf.item("approver").detail == "no approval gate configured"
+    assert pf.item("decision_maker").detail == "No vote configured."
+    assert pf.item("approver").detail == "No decision to approve: no vote configured."
     assert pf.item("budget").detail == BUDGET_HINT
     assert pf.ready  # the budget is only a warning
     assert pf.score == 75
@@ -371,3 +395,30 @@ async def test_viewers_checking_at_once_share_one_probe(sqlite_db) -> None:
         results = await asyncio.gather(*(run_preflight(did, timeout_s=TIMEOUT) for _ in range(4)))
     assert all(r.ready for r in results)
     assert len(server.requests) == 1
+
+
+async def test_a_vote_needs_a_person_who_votes_and_the_must_approve_person(sqlite_db, fake_provider):
+    from backend.humans import membership
+    from tests.people import person
+
+    sam = person("sam")
+    d = create_discussion(
+        topic="Choose a database for Apollo",
+        agents=[AgentSpec("architect", fake_provider, "m"), AgentSpec("security", fake_provider, "m")],
+        owner=sam,
+        vote_rule="plurality",
+        vote_options=["PostgreSQL", "MongoDB"],
+    ).id
+    pf = await run_preflight(d)
+    assert (pf.item("decision_maker").status, pf.item("approver").status) == ("fail", "fail")
+    assert "Invite a decision maker" in pf.item("decision_maker").detail
+    assert "Must approve" in pf.item("approver").detail
+    assert not pf.ready
+
+    person("pat", "Pat"), person("cto", "CTO")
+    membership.invite(d, sam, "pat", "decision_maker")
+    membership.invite(d, sam, "cto", "must_approve")
+    pf = await run_preflight(d)
+    assert pf.item("decision_maker").detail == "Voting: Pat, CTO and the agents."
+    assert pf.item("approver").detail == "CTO signs the decision off."
+    assert pf.ready

@@ -62,7 +62,7 @@ async def test_a_discussion_run_on_one_worker_streams_to_a_viewer_on_another(dat
         )
         provider = ScriptedProvider(["Postgres, with logical replication for the analytics side."], token_delay=0.02)
         runner = Runner(bus=worker_a, provider_lookup=lambda _agent: provider, lease_seconds=5)
-        async with Follower(d.id, after_seq=0, bus=worker_b, flush_interval=0.01) as viewer:
+        async with Follower(d.id, after_seq=0, bus=worker_b, min_interval=0.01, max_wait=0.01) as viewer:
             await runner.start(d.id)
             streamed, final = "", None
             async with asyncio.timeout(10):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 from sqlmodel import select
 
 from backend.config import get_settings
 from backend.db import session_scope
-from backend.events.schema import DiscussionPaused, RunStarted, TurnFailed, TurnStatus
+from backend.events.schema import DiscussionPaused, TurnCompleted, TurnFailed, TurnStatus
 from backend.models import Discussion, Message
 from backend.orchestrator.runner import Runner
 from backend.providers import registry
@@ -18,6 +19,7 @@ from backend.providers.openai_provider import OpenAICompatibleProvider
 from backend.providers.scripted import ScriptedProvider
 from backend.services import room
 from backend.services.discussions import AgentSpec, create_discussion, set_budget
+from tests.people import person
 from tests.providers.wire_servers import OpenAIScript, WireServer
 
 
@@ -77,12 +79,8 @@ async def test_a_stalled_stream_is_cancelled_at_the_hard_deadline_after_showing_
     statuses = [e for e in seen if isinstance(e, TurnStatus)]
     assert [s.status for s in statuses] == ["slow"]
     failed = next(e for e in seen if isinstance(e, TurnFailed))
-    assert failed.error_kind == "timeout" and "0 s" not in failed.error_message
-    assert (
-        "within 1 s" in failed.error_message
-        or "within 0 s" in failed.error_message
-        or "cancelled" in failed.error_message
-    )
+    assert failed.error_kind == "timeout"
+    assert failed.error_message == "No complete reply within 0.6 s, so the call was cancelled."
     assert failed.partial_content == "Thinking about "
     with session_scope() as s:
         assert s.get(Discussion, did).status == "completed"  # the other agent still spoke
@@ -127,7 +125,8 @@ async def test_a_token_budget_pauses_before_the_next_call_and_run_agents_continu
 
 
 async def test_a_failed_agent_can_be_retried_alone_after_the_discussion_ended(sqlite_db, bus, scripted, monkeypatch):
-    did = _discussion(n_agents=2)
+    alex = person("alex", "Alex")
+    did = _discussion(n_agents=2, owner=alex)
     flaky = ScriptedProvider(["Recovered answer."], fail_with=ProviderError(ErrorKind.SERVER, "Overloaded."))
     steady = ScriptedProvider(["Steady answer."])
     providers = {"Architect": flaky, "Security": steady}
@@ -140,7 +139,7 @@ async def test_a_failed_agent_can_be_retried_alone_after_the_discussion_ended(sq
         assert s.get(Discussion, did).status == "completed"
 
     flaky.fail_with = None
-    await room.retry_turn(discussion_id=did, message_id=failed.id, requested_by="Alex")
+    await room.retry_turn(discussion_id=did, message_id=failed.id, actor=alex)
     await runner.wait(did)
     with session_scope() as s:
         rows = list(s.exec(select(Message).where(Message.turn_key.is_not(None)).order_by(Message.seq)))
@@ -150,6 +149,62 @@ async def test_a_failed_agent_can_be_retried_alone_after_the_discussion_ended(sq
         ]
         assert s.get(Discussion, did).status == "completed"
     assert steady.calls == 1 and flaky.calls == 2
+
+
+async def test_retrying_a_finished_discussion_is_the_owner_s_call_and_never_under_a_decision(
+    sqlite_db, bus, scripted, monkeypatch
+):
+    """A retry reopens an ended discussion only by its owner, never while a decision awaits sign-off or after one
+    was made, and every retry is in the audit trail."""
+    from backend.humans import audit, membership
+    from backend.models import Decision
+    from backend.services.errors import Forbidden
+
+    alex, bea = person("alex", "Alex"), person("bea", "Bea")
+    did = _discussion(n_agents=2, owner=alex)
+    membership.invite(did, alex, "bea", "contributor")
+    flaky = ScriptedProvider(["Recovered."], fail_with=ProviderError(ErrorKind.SERVER, "Overloaded."))
+    steady = ScriptedProvider(["Steady."])
+    runner = Runner(bus=bus, provider_lookup=lambda a: {"Architect": flaky, "Security": steady}[a.name])
+    monkeypatch.setattr("backend.services.room.get_runner", lambda: runner)
+    await runner.start(did)
+    await runner.wait(did)
+    with session_scope() as s:
+        failed = s.exec(select(Message).where(Message.status == "failed")).one()
+
+    with pytest.raises(Forbidden, match="only its owner can"):
+        await room.retry_turn(discussion_id=did, message_id=failed.id, actor=bea)
+
+    def set_status(status: str) -> None:
+        with session_scope() as s:
+            d = s.get(Discussion, did)
+            d.status = status
+            s.add(d)
+
+    set_status("awaiting_approval")
+    with pytest.raises(Forbidden, match="waiting for sign-off"):
+        await room.retry_turn(discussion_id=did, message_id=failed.id, actor=alex)
+    with session_scope() as s:
+        s.add(Decision(discussion_id=did, title="Postgres"))
+    set_status("completed")
+    with pytest.raises(Forbidden, match="ended in a decision"):
+        await room.retry_turn(discussion_id=did, message_id=failed.id, actor=alex)
+    with session_scope() as s:
+        assert s.get(Message, failed.id).status == "failed"
+        assert s.get(Discussion, did).status == "completed"
+    assert [e.action for e in audit.trail(did) if e.action == "turn.retry"] == []
+
+    with session_scope() as s:
+        s.delete(s.exec(select(Decision)).one())
+    flaky.fail_with = None
+    await room.retry_turn(discussion_id=did, message_id=failed.id, actor=alex)
+    await runner.wait(did)
+    entries = [e for e in audit.trail(did) if e.action == "turn.retry"]
+    assert [(e.actor_name, e.previous_value, e.new_value) for e in entries] == [
+        ("Alex", f"failed (discussion {did} had ended)", "queued")
+    ]
+    with session_scope() as s:
+        assert s.get(Message, failed.id).status == "complete"
 
 
 async def test_a_transcript_over_the_context_window_is_summarised_once_and_reused(
@@ -190,10 +245,12 @@ async def test_opening_statements_run_concurrently_unseen_and_report_a_partial_c
 
     did = _discussion(n_agents=3, rounds=2, parallel_openings=True)
     seen_by: dict[str, list[list[str]]] = {}
+    asked_at: dict[str, datetime] = {}
 
     def reply_as(name: str):
         def reply(request):
             seen_by.setdefault(name, []).append([e.author for e in request.transcript if e.author_kind != "system"])
+            asked_at.setdefault(name, datetime.now(UTC))
             return f"{name} speaks."
 
         return reply
@@ -212,9 +269,10 @@ async def test_opening_statements_run_concurrently_unseen_and_report_a_partial_c
     assert report.succeeded == ["Architect", "Product"]
     assert report.failed == [{"participant": "Security", "error": "Too many requests."}]
     assert "partial council" in report.warning
-    # The two 0.6 s openings (2 words x 0.3 s each) ran side by side: the step took about 0.6 s, not 1.2 s.
-    started = next(e for e in seen if isinstance(e, RunStarted))
-    assert (report.at - started.at).total_seconds() < 1.0
+    # The two 0.6 s openings (2 words x 0.3 s each) ran side by side: both were asked before either finished.
+    # (An overlap, not a wall-clock limit: a loaded machine slows both, it cannot make sequential calls overlap.)
+    first_done = min(e.at for e in seen if isinstance(e, TurnCompleted))
+    assert max(asked_at.values()) < first_done
     # Openings saw only the question; round 2 saw every opening that succeeded (in the order they finished).
     assert seen_by["Architect"][0] == ["Host"] and seen_by["Product"][0] == ["Host"]
     assert seen_by["Product"][1][0] == "Host" and set(seen_by["Product"][1][1:3]) == {"Architect", "Product"}

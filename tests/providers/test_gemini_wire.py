@@ -15,7 +15,6 @@ from tests.providers.wire_servers import Cut, WireServer, collect, make_request
 from tests.providers.wire_servers import GeminiScript as S
 
 MODEL = "gemini-test"
-FIRST_WAIT = RETRY_OPTIONS.initial_delay or 1.0
 JITTER = RETRY_OPTIONS.jitter or 1.0
 
 
@@ -30,7 +29,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def short_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the production attempt count and status codes, but not the seconds of waiting between them
-    (`test_429_is_retried_on_the_sdk_backoff_not_retry_after` checks the real schedule)."""
+    (`test_429_waits_as_long_as_retry_after_asks_then_succeeds` checks the real schedule)."""
     fast = RETRY_OPTIONS.model_copy(update={"initial_delay": 0.05, "jitter": 0.0})
     monkeypatch.setattr(gemini_provider, "RETRY_OPTIONS", fast)
 
@@ -74,14 +73,24 @@ async def test_request_puts_system_apart_and_attributes_authors() -> None:
     ]
 
 
-async def test_429_is_retried_on_the_sdk_backoff_not_retry_after() -> None:
+async def test_429_waits_as_long_as_retry_after_asks_then_succeeds() -> None:
+    """The SDK alone would retry after ~1 s whatever the server asks; the hook makes it wait the 3 s asked."""
     with WireServer(S.route, [S.rate_limit(retry_after=3), S.ok(["fine"])]) as server:
         _, completion, error = await collect(provider(server).stream(make_request(MODEL)))
 
     assert error is None and completion is not None and completion.text == "fine"
     first, second = server.requests
     waited = second.at - first.at
-    assert FIRST_WAIT - 0.05 <= waited < FIRST_WAIT + JITTER + 0.5  # well short of the 3 s asked for
+    assert 3 - 0.05 <= waited < 3 + JITTER + 0.5
+
+
+async def test_429_asking_for_longer_than_60_s_fails_at_once_and_says_so() -> None:
+    with WireServer(S.route, [S.rate_limit(retry_after=120), S.ok(["never"])]) as server:
+        _, _, error = await collect(provider(server).stream(make_request(MODEL)))
+
+    assert error is not None and error.kind is ErrorKind.RATE_LIMITED and error.retry_after == 120
+    assert "asked to wait 120 s, longer than the 60 s Maestro waits" in error.message
+    assert len(server.requests) == 1
 
 
 @pytest.mark.usefixtures("short_backoff")

@@ -278,3 +278,31 @@ def test_output_never_exceeds_window(sizes, authors, alphabet, system_size, wind
         last, original = fitted.entries[-1], entries[-1]  # the latest message is never dropped, maybe cut
         assert original.author.startswith(last.author)
         assert original.content.startswith(last.content.removesuffix(TRUNCATED))
+
+
+async def test_a_structured_call_over_a_long_transcript_is_cut_to_fit_keeping_question_and_instruction(monkeypatch):
+    """Ballots, consensus reports and syntheses read the whole discussion: past the window, older turns are left
+    out (no summary call), the question and the step's instruction stay, and the model is asked once."""
+    from pydantic import BaseModel
+
+    from backend.deliberation.structured import generate_structured
+    from backend.orchestrator.context_budget import safety_margin, transcript_tokens
+    from backend.providers.base import GenerationRequest
+
+    class Pick(BaseModel):
+        choice: int
+
+    monkeypatch.setenv(CONTEXT_TOKENS_ENV, "2000")
+    provider = ScriptedProvider(['{"choice": 1}'])
+    question = TranscriptEntry("Alex", "Choose a database for Apollo.", "human")
+    turns = [TranscriptEntry(f"Agent {i % 3}", "Postgres has transactions and joins. " * 20) for i in range(60)]
+    cue = TranscriptEntry("Moderator", "Vote now: 1. PostgreSQL 2. MongoDB", "system")
+    request = GenerationRequest(model="m", system="You vote.", transcript=[question, *turns, cue], max_tokens=200)
+    assert transcript_tokens(request.system, request.transcript, 200) > 2000 * 5  # far over the window
+
+    result = await generate_structured(provider, request, Pick)
+
+    assert result.value.choice == 1 and provider.calls == 1
+    sent = provider.requests[0]
+    assert sent.transcript[0] == question and sent.transcript[-1] == cue
+    assert transcript_tokens(sent.system, sent.transcript, sent.max_tokens) + safety_margin(2000) <= 2000

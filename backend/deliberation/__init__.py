@@ -1,0 +1,1 @@
+"""Deliberation: voting rules, consensus detection and decision synthesis, as data."""

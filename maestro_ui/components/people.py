@@ -1,0 +1,153 @@
+"""People: who is in the room (role, online / away, typing) and, for the owner, inviting and asking."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from maestro_ui.state.room import HumanRow, RoomState
+
+ROLES = [
+    ("contributor", "Contributor"),
+    ("decision_maker", "Decision maker"),
+    ("must_approve", "Must approve"),
+    ("observer", "Observer"),
+]
+
+
+def human_row(h: HumanRow) -> rx.Component:
+    return rx.flex(
+        rx.box(
+            width="8px",
+            height="8px",
+            border_radius="50%",
+            background=rx.cond(h["online"], "var(--green-9)", "var(--gray-7)"),
+            flex_shrink="0",
+            title=rx.cond(h["online"], "online", "away"),
+        ),
+        rx.text(h["name"], size="2", weight="medium"),
+        rx.badge(h["role_label"], variant="soft", color_scheme="gray", size="1"),
+        rx.cond(h["owner"], rx.badge("owner", variant="outline", size="1")),
+        rx.cond(h["typing"], rx.text("typing…", size="1", color_scheme="gray", class_name="typing")),
+        rx.cond(~h["online"], rx.text("away", size="1", color_scheme="gray")),
+        spacing="2",
+        align="center",
+        wrap="wrap",
+        class_name="human-row",
+        data_online=h["online"].to(str),
+        data_name=h["name"],
+    )
+
+
+def _role_select(name: str, default: str = "contributor") -> rx.Component:
+    return rx.el.select(
+        *[rx.el.option(label, value=value) for value, label in ROLES],
+        name=name,
+        default_value=default,
+        style={"padding": "6px", "border_radius": "6px", "border": "1px solid var(--gray-6)"},
+    )
+
+
+def _ask_target_select() -> rx.Component:
+    """Who a question is for: a role that may answer, or one person in the room."""
+    return rx.el.select(
+        *[rx.el.option(label, value=value) for value, label in ROLES if value != "observer"],
+        rx.foreach(
+            RoomState.humans,
+            lambda h: rx.el.option("@" + h["username"], value="@" + h["username"]),
+        ),
+        name="to",
+        default_value="decision_maker",
+        id="ask-to",
+        style={"padding": "6px", "border_radius": "6px", "border": "1px solid var(--gray-6)"},
+    )
+
+
+def owner_tools() -> rx.Component:
+    """Invite by username, make a join link, ask the room a question."""
+    return rx.vstack(
+        rx.form(
+            rx.flex(
+                rx.input(name="username", placeholder="@username", id="invite-username", flex="1", min_width="120px"),
+                _role_select("role"),
+                rx.input(
+                    name="weight",
+                    placeholder="vote weight",
+                    type="number",
+                    step="0.5",
+                    min="0.5",
+                    width="96px",
+                    id="invite-weight",
+                    title="How much this person's vote counts (1 by default)",
+                ),
+                rx.button("Invite", type="submit", size="2", variant="soft", id="invite-btn"),
+                spacing="2",
+                wrap="wrap",
+                width="100%",
+            ),
+            on_submit=RoomState.invite,
+            reset_on_submit=True,
+            width="100%",
+        ),
+        rx.flex(
+            rx.text("Join link for", size="1"),
+            *[
+                rx.button(
+                    label, size="1", variant="outline", on_click=RoomState.make_join_link(value), id=f"link-{value}"
+                )
+                for value, label in ROLES
+            ],
+            spacing="1",
+            wrap="wrap",
+            align="center",
+        ),
+        rx.cond(
+            RoomState.join_link != "",
+            rx.code(RoomState.join_link, id="join-link", word_break="break-all", size="1"),
+        ),
+        rx.form(
+            rx.vstack(
+                rx.text("Ask the room", size="1", weight="bold"),
+                rx.input(name="prompt", placeholder="Question", id="ask-prompt", width="100%"),
+                rx.input(name="options", placeholder="options, comma-separated (for a choice)", width="100%"),
+                rx.flex(
+                    rx.el.select(
+                        *[rx.el.option(k, value=k) for k in ("choice", "approval", "feedback", "clarification")],
+                        name="kind",
+                        style={"padding": "6px"},
+                    ),
+                    rx.text("to", size="1"),
+                    _ask_target_select(),
+                    rx.input(name="minutes", type="number", placeholder="min", width="64px", default_value="5"),
+                    rx.checkbox("agents wait", name="blocking", default_checked=True, size="1"),
+                    rx.button("Ask", type="submit", size="1", id="ask-btn"),
+                    spacing="2",
+                    wrap="wrap",
+                    align="center",
+                ),
+                spacing="1",
+                width="100%",
+            ),
+            on_submit=RoomState.ask_room,
+            reset_on_submit=True,
+            width="100%",
+        ),
+        rx.cond(RoomState.people_notice != "", rx.text(RoomState.people_notice, size="1", id="people-notice")),
+        rx.link("Audit trail", href=RoomState.audit_href, size="1", id="audit-link"),
+        spacing="2",
+        width="100%",
+        id="owner-tools",
+        padding="8px",
+        border="1px dashed var(--gray-6)",
+        border_radius="8px",
+    )
+
+
+def people_list() -> rx.Component:
+    return rx.vstack(
+        rx.text("People", weight="bold", size="2"),
+        rx.foreach(RoomState.humans, human_row),
+        rx.cond(RoomState.is_owner, owner_tools()),
+        spacing="1",
+        width="100%",
+        id="people",
+    )
