@@ -202,7 +202,10 @@ async def run(args: argparse.Namespace, db_path: Path) -> int:
         f"{args.viewers} viewer(s) each, for {args.minutes:g} min; SQLite at {db_path}"
     )
     print(f"start RSS {rss0:.1f} MB (after imports, migration and seeding)")
-    print(f"{'t':>6} {'RSS MB':>8} {'running':>8} {'done':>6} {'turns':>8} {'turns/s':>8} {'DB MB':>7} {'WAL MB':>7}")
+    print(
+        f"{'t':>6} {'RSS MB':>8} {'anon':>7} {'file':>7} {'shmem':>6} {'running':>8} {'done':>6} {'turns':>8} "
+        f"{'turns/s':>8} {'DB MB':>7} {'WAL MB':>7}"
+    )
     slots = [asyncio.create_task(slot(), name=f"slot-{i}") for i in range(args.concurrency)]
     last_t, last_turns = 0.0, 0
     try:
@@ -218,7 +221,8 @@ async def run(args: argparse.Namespace, db_path: Path) -> int:
             rate = (model.turns - last_turns) / max(1e-9, t - last_t)
             last_t, last_turns = t, model.turns
             print(
-                f"{t:6.0f} {rss:8.1f} {len(runner.engines):8d} {stats.finished:6d} {model.turns:8d} "
+                f"{t:6.0f} {rss:8.1f} {proc_status_mb('RssAnon'):7.1f} {proc_status_mb('RssFile'):7.1f} "
+                f"{proc_status_mb('RssShmem'):6.1f} {len(runner.engines):8d} {stats.finished:6d} {model.turns:8d} "
                 f"{rate:8.0f} {file_mb(db_path):7.1f} {wal:7.1f}",
                 flush=True,
             )

@@ -17,7 +17,6 @@ unchanged, and the SDKs' own retries have already been spent on it (DESIGN decis
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
@@ -40,6 +39,7 @@ from backend.providers.base import (
     TranscriptEntry,
     Usage,
 )
+from backend.providers.call_clock import CallClock
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -186,7 +186,7 @@ async def _complete(provider: ModelProvider, request: GenerationRequest) -> Comp
     closing = contextlib.aclosing(stream) if hasattr(stream, "aclose") else contextlib.nullcontext(stream)
     limit = get_settings().hard_deadline_s
     try:
-        async with closing, asyncio.timeout(limit):
+        async with closing, CallClock(limit):  # stands still while the call waits for a shared model
             async for item in stream:
                 if isinstance(item, TokenDelta):
                     continue

@@ -77,12 +77,13 @@ class TurnFailed(_Event):
 
 
 class TurnStatus(_Event):
-    """A turn in flight changed status: "slow" (past its soft deadline) or "retrying" (the SDK is retrying)."""
+    """A turn in flight changed status: "slow" (past its soft deadline), "retrying" (the SDK is retrying),
+    "queued" (waiting for a shared model) or "thinking" (the model took it after the wait)."""
 
     type: Literal["turn_status"] = "turn_status"
     start_seq: int
     participant_id: int
-    status: Literal["slow", "retrying"]
+    status: Literal["slow", "retrying", "queued", "thinking"]
     detail: str = ""
 
 

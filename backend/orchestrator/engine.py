@@ -80,6 +80,7 @@ from backend.providers.base import (
 from backend.providers.base import (
     TokenDelta as ProviderDelta,
 )
+from backend.providers.call_clock import CallClock
 
 log = logging.getLogger(__name__)
 
@@ -886,9 +887,13 @@ class Engine:
         completion: Completion | None = None
         request: GenerationRequest | None = None
         first_token: float | None = None
-        # A timer, not a sleeping task: most turns end before it and cancelling a handle costs next to nothing.
-        slow_watch = asyncio.get_running_loop().call_later(
-            settings.soft_deadline_s, self._mark_slow, started.seq, agent.id, settings.soft_deadline_s
+        # Timers, not sleeping tasks: most turns end before them and cancelling a handle costs next to nothing.
+        # Both stand still while the call waits its turn for a shared model (see call_clock).
+        clock = CallClock(
+            settings.hard_deadline_s,
+            soft_s=settings.soft_deadline_s,
+            on_slow=partial(self._mark_slow, started.seq, agent.id, settings.soft_deadline_s),
+            on_queue=partial(self._mark_queued, started.seq, agent.id),
         )
         token = retry_policy.on_retry.set(partial(self._mark_status, started.seq, agent.id, "retrying"))
         try:
@@ -896,7 +901,7 @@ class Engine:
             request = await self._fit(provider, agent, system, transcript, discussion.max_tokens_per_turn)
             # The per-token path: names looked up once (agent.id would be an ORM attribute read per token).
             publish, did, seq, pid, offset = self.bus.publish, self.discussion_id, live.start_seq, agent.id, 0
-            async with asyncio.timeout(settings.hard_deadline_s):
+            async with clock:
                 async for item in provider.stream(request):
                     if isinstance(item, ProviderDelta):
                         piece = item.text
@@ -929,7 +934,6 @@ class Engine:
             return await self._record_failure(message_id, started.seq, agent, error, live, t0, request)
         finally:
             retry_policy.on_retry.reset(token)
-            slow_watch.cancel()
         latency = int((time.monotonic() - t0) * 1000)
         asks = clarifications.requested(completion.text)
         hand_over = following is not None and not (asks or self._people_acted.is_set() or self._watch_lost)
@@ -1020,9 +1024,18 @@ class Engine:
 
     def _mark_slow(self, start_seq: int, participant_id: int, after_s: float) -> None:
         """The soft deadline passed: the room sees "slow" (the call goes on until the hard deadline)."""
-        task = asyncio.create_task(
-            self._mark_status(start_seq, participant_id, "slow", f"no complete reply after {after_s:.0f} s")
-        )
+        self._mark_later(start_seq, participant_id, "slow", f"no complete reply after {after_s:.0f} s")
+
+    def _mark_queued(self, start_seq: int, participant_id: int, waiting: bool) -> None:
+        """The call waits for a shared model ("queued"), or the model has taken it ("thinking" again)."""
+        if waiting:
+            self._mark_later(start_seq, participant_id, "queued", "waiting for the model to finish another call")
+        else:
+            self._mark_later(start_seq, participant_id, "thinking", "")
+
+    def _mark_later(self, start_seq: int, participant_id: int, status: str, detail: str) -> None:
+        """Mark a status from a timer or callback, which cannot await: a task, appended in call order."""
+        task = asyncio.create_task(self._mark_status(start_seq, participant_id, status, detail))
         self._background.add(task)  # held until done: the loop keeps only weak references to tasks
         task.add_done_callback(self._background.discard)
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from backend.providers import call_clock
 from backend.providers.base import (
     Completion,
     ErrorKind,
@@ -551,7 +552,11 @@ class OfflineProvider:
             raise ProviderError(ErrorKind.BAD_REQUEST, problem, provider=PROVIDER_NAME)
         loop = asyncio.get_running_loop()
         executor = _worker()
-        async with _lock_for(loop):
+        lock = _lock_for(loop)
+        if lock.locked():  # another call has the model: the caller's deadlines wait with us
+            call_clock.waiting()
+        async with lock:
+            call_clock.started()
             try:
                 await loop.run_in_executor(executor, runtime.load)
                 prepared = await loop.run_in_executor(executor, runtime.prepare, request)

@@ -236,7 +236,21 @@ def new_context(browser, app_url, console_errors, request, tmp_path) -> Iterator
                     page.screenshot(path=str(tmp_path / f"failure_ctx{i}_page{j}.png"), full_page=True)
                 except Exception:  # best effort, the page may be gone
                     pass
+        _stop_running_rooms(ctx)
         ctx.close()
+
+
+def _stop_running_rooms(ctx) -> None:
+    """Stop the agents of any room this test left running (its owner's page shows Stop): the app and its one
+    offline model are shared by every test, and a leftover discussion would make the next test wait its turn."""
+    for page in ctx.pages:
+        try:
+            stop = page.locator("#stop-agents")
+            if stop.count() and stop.is_visible():
+                stop.click()
+                page.locator("#stop-agents").wait_for(state="detached", timeout=15_000)
+        except Exception:  # best effort: the page may be gone or already closed
+            pass
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from backend.providers.base import (
     TokenDelta,
     TranscriptEntry,
 )
+from backend.providers.call_clock import CallClock
 from backend.providers.offline import (
     N_CTX,
     OFFLINE_MODEL_ID,
@@ -183,6 +184,31 @@ async def test_one_generation_at_a_time_and_the_loop_stays_free() -> None:
     shortest = min(m["end"] - m["first"] for m in marks)
     assert len(ticks) > 20
     assert max(gaps) < max(0.25, 0.3 * shortest), f"event loop blocked {max(gaps):.3f} s (gen {shortest:.2f} s)"
+
+
+@needs_model
+async def test_a_call_waiting_for_the_model_is_not_timed_until_it_starts() -> None:
+    """Another call holds the model for 4 s; this call's 3 s hard deadline only starts when the model takes it,
+    so it completes instead of timing out, and says it was queued."""
+    provider = OfflineProvider()
+    await _run(provider, _request(max_tokens=1))  # load outside the measured window
+    queue_events: list[bool] = []
+    model_lock = _lock_for(asyncio.get_running_loop())  # the queue every offline call in this loop joins
+
+    async def other_call_holds_the_model() -> None:
+        async with model_lock:
+            await asyncio.sleep(4)
+
+    holder = asyncio.create_task(other_call_holds_the_model())
+    await asyncio.sleep(0)
+    assert model_lock.locked()
+    t0 = time.perf_counter()
+    async with CallClock(3, on_queue=queue_events.append):
+        _, completion = await _run(provider, _request(max_tokens=1))
+    await holder
+    assert time.perf_counter() - t0 > 4
+    assert completion.text
+    assert queue_events == [True, False]
 
 
 @needs_model
