@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import gc
 import logging
 import os
@@ -60,6 +61,45 @@ def proc_status_mb(field_name: str) -> float:
             if line.startswith(field_name + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def c_heap_mb() -> tuple[float, float]:
+    """glibc's heap: (MB in use, MB free but kept), from mallinfo2; (0, 0) where there is no glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+    except (OSError, AttributeError):
+        return 0.0, 0.0
+    info = libc.mallinfo2()
+    return (info.uordblks + info.hblkhd) / 1e6, info.fordblks / 1e6
+
+
+def sqlite_mb() -> float:
+    """What SQLite itself holds (sqlite3_memory_used of the library Python's sqlite3 module runs on), in MB."""
+    try:
+        lib = ctypes.CDLL("libsqlite3.so.0")
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+    except (OSError, AttributeError):
+        return 0.0
+    return lib.sqlite3_memory_used() / 1e6
 
 
 def file_mb(path: Path) -> float:
@@ -204,7 +244,7 @@ async def run(args: argparse.Namespace, db_path: Path) -> int:
     print(f"start RSS {rss0:.1f} MB (after imports, migration and seeding)")
     print(
         f"{'t':>6} {'RSS MB':>8} {'anon':>7} {'file':>7} {'shmem':>6} {'running':>8} {'done':>6} {'turns':>8} "
-        f"{'turns/s':>8} {'DB MB':>7} {'WAL MB':>7}"
+        f"{'turns/s':>8} {'DB MB':>7} {'WAL MB':>7} {'C used':>7} {'C free':>7} {'SQLite':>7} {'py blocks':>10}"
     )
     slots = [asyncio.create_task(slot(), name=f"slot-{i}") for i in range(args.concurrency)]
     last_t, last_turns = 0.0, 0
@@ -219,11 +259,13 @@ async def run(args: argparse.Namespace, db_path: Path) -> int:
             wal_max = max(wal_max, wal)
             samples.append((t, rss))
             rate = (model.turns - last_turns) / max(1e-9, t - last_t)
+            c_used, c_free = c_heap_mb()
             last_t, last_turns = t, model.turns
             print(
                 f"{t:6.0f} {rss:8.1f} {proc_status_mb('RssAnon'):7.1f} {proc_status_mb('RssFile'):7.1f} "
                 f"{proc_status_mb('RssShmem'):6.1f} {len(runner.engines):8d} {stats.finished:6d} {model.turns:8d} "
-                f"{rate:8.0f} {file_mb(db_path):7.1f} {wal:7.1f}",
+                f"{rate:8.0f} {file_mb(db_path):7.1f} {wal:7.1f} {c_used:7.1f} {c_free:7.1f} {sqlite_mb():7.1f} "
+                f"{sys.getallocatedblocks():10d}",
                 flush=True,
             )
     finally:

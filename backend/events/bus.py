@@ -68,7 +68,7 @@ class _QueueSubscription:
             yield event
 
     async def close(self) -> None:
-        self._bus._subs[self.discussion_id].discard(self)
+        self._bus._unsubscribe(self)
 
 
 class InProcessBus:
@@ -85,6 +85,14 @@ class InProcessBus:
         sub = _QueueSubscription(self, discussion_id, text)
         self._subs[discussion_id].add(sub)
         return sub
+
+    def _unsubscribe(self, sub: _QueueSubscription) -> None:
+        """Drop a closed subscription, and the discussion's entry with its last one (ids only ever grow)."""
+        subs = self._subs.get(sub.discussion_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subs[sub.discussion_id]
 
     def subscriber_count(self, discussion_id: int) -> int:
         return len(self._subs.get(discussion_id, ()))

@@ -25,7 +25,6 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 
 from backend.providers.base import (
     Completion,
@@ -102,16 +101,19 @@ def context_window(provider: str, model: str) -> int:
 
 
 def estimate_tokens(text: str) -> int:
-    """A deliberately high estimate of `text`'s token count: UTF-8 bytes / 3, rounded up."""
-    return -(-len(text.encode("utf-8")) // 3)
+    """A deliberately high estimate of `text`'s token count: UTF-8 bytes / 3, rounded up.
 
-
-@lru_cache(maxsize=8192)
-def entry_tokens(entry: TranscriptEntry) -> int:
-    """Estimated tokens of one transcript entry, its author label and message overhead included.
-
-    Cached: every turn re-measures the whole transcript, whose entries are the same (immutable) objects.
+    ASCII text (most of it) is measured without encoding: its length is its byte count, and `isascii` reads a
+    flag CPython keeps on the string. So every turn can re-measure the whole transcript with no cache, which
+    would hold on to the texts it measured (an 8,192-entry cache kept ~12 KB summary requests alive, one per
+    discussion: bench/memory.py grew ~15 MB/min).
     """
+    size = len(text) if text.isascii() else len(text.encode("utf-8"))
+    return -(-size // 3)
+
+
+def entry_tokens(entry: TranscriptEntry) -> int:
+    """Estimated tokens of one transcript entry, its author label and message overhead included."""
     return estimate_tokens(entry.author) + estimate_tokens(entry.content) + MESSAGE_OVERHEAD
 
 

@@ -306,3 +306,8 @@ async def test_a_structured_call_over_a_long_transcript_is_cut_to_fit_keeping_qu
     sent = provider.requests[0]
     assert sent.transcript[0] == question and sent.transcript[-1] == cue
     assert transcript_tokens(sent.system, sent.transcript, sent.max_tokens) + safety_margin(2000) <= 2000
+
+
+@pytest.mark.parametrize("text", ["", "a", "abcd", "Postgres " * 50, "é", "naïve café ☕", "🙂" * 7])
+def test_the_estimate_is_utf8_bytes_over_three_rounded_up(text: str) -> None:
+    assert estimate_tokens(text) == -(-len(text.encode("utf-8")) // 3)
