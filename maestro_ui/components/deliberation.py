@@ -33,7 +33,7 @@ def _stance(st) -> rx.Component:
         " ",
         rx.badge(st["position"], color_scheme=colour, size="1"),
         rx.cond(st["was"] != "", rx.text.span(" (was ", st["was"], ")", size="1", color_scheme="gray")),
-        rx.cond(st["about"] != "", rx.text.span(" on ", rx.text.em(st["about"]))),
+        rx.cond(st["about"] != "", rx.text.span(" on ", rx.text.span(st["about"], weight="medium"))),
         rx.cond(st["summary"] != "", rx.text.span(": ", st["summary"])),
         size="2",
         word_break="break-word",
@@ -249,7 +249,11 @@ def vote_panel() -> rx.Component:
                     ),
                     rx.vstack(
                         rx.text(D.result_line, weight="bold", id="vote-result"),
-                        breakdown_table(D.result_rows, "vote-breakdown"),
+                        rx.cond(  # once the decision card is out, it carries each ballot: not twice on one page
+                            D.decision_id > 0,
+                            rx.text("Each ballot is on the decision card.", size="1", color_scheme="gray"),
+                            breakdown_table(D.result_rows, "vote-breakdown"),
+                        ),
                         rx.cond(
                             D.matrix.length() > 0,
                             rx.vstack(

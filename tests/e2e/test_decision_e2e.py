@@ -99,8 +99,9 @@ def test_the_apollo_story_ends_in_a_decision_the_cto_approves(new_context, tmp_p
         expect(page.locator("#dissent")).to_contain_text("Security preferred DynamoDB")
         expect(page.locator("#action-plan")).to_contain_text("Provision a managed PostgreSQL 16 cluster")
         # Plurality counts first choices: each voter's row shows the one that counted.
-        expect(page.locator("#vote-breakdown tr").filter(has_text="Security")).to_contain_text("DynamoDB")
-        expect(page.locator("#vote-breakdown tr").filter(has_text="Pat")).to_contain_text("PostgreSQL")
+        expect(page.locator("#decision-breakdown tr").filter(has_text="Security")).to_contain_text("DynamoDB")
+        expect(page.locator("#decision-breakdown tr").filter(has_text="Pat")).to_contain_text("PostgreSQL")
+        expect(page.locator("#vote-breakdown")).to_have_count(0)  # the card has the ballots: not twice on the page
         expect(page.locator("#room-status")).to_have_text("awaiting_approval")
 
     # Only the CTO can sign off; they approve with conditions.
@@ -180,4 +181,6 @@ def test_a_ranked_vote_is_dragged_into_order_on_a_phone(new_context):
     expect(pat.locator("#my-vote")).to_have_text("Your vote: DynamoDB > MongoDB > PostgreSQL")
     expect(sam.locator("#vote-result")).to_contain_text("wins (schulze)", timeout=TURN_TIMEOUT_MS)
     expect(sam.locator("#pairwise")).to_be_visible()
-    expect(sam.locator("#vote-breakdown tr").filter(has_text="Pat")).to_contain_text("DynamoDB > MongoDB > PostgreSQL")
+    # The vote's own table, or the decision card's once synthesis has written it (the vote panel then defers to it).
+    ballots = sam.locator("#vote-breakdown tr, #decision-breakdown tr")
+    expect(ballots.filter(has_text="Pat").first).to_contain_text("DynamoDB > MongoDB > PostgreSQL")
