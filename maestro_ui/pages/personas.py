@@ -25,11 +25,16 @@ class PersonaRow(TypedDict):
     note: str  # why its agents fall back to the offline model, if they do
 
 
+class ProviderOption(TypedDict):
+    value: str  # the registry key the form saves
+    label: str
+
+
 class PersonasState(rx.State):
     """Personas with their editable prompts; a saved prompt applies to agents created afterwards."""
 
     rows: list[PersonaRow] = []
-    providers: list[str] = []
+    providers: list[ProviderOption] = []
     saved: str = ""
     error: str = ""
 
@@ -49,7 +54,7 @@ class PersonasState(rx.State):
             )
             for p in await run_db(list_personas)
         ]
-        self.providers = list(registry.PROVIDERS)
+        self.providers = [ProviderOption(value=key, label=info.label) for key, info in registry.PROVIDERS.items()]
         self.saved = self.error = ""
 
     @rx.event
@@ -79,8 +84,11 @@ def _persona(p: PersonaRow) -> rx.Component:
                 rx.el.input(type="hidden", name="key", value=p["key"]),
                 rx.text_area(name="system_prompt", default_value=p["system_prompt"], rows="6", width="100%"),
                 rx.flex(
-                    rx.select(
-                        PersonasState.providers,
+                    rx.select.root(  # labelled as on the new-discussion form; the form posts the key
+                        rx.select.trigger(placeholder="Provider"),
+                        rx.select.content(
+                            rx.foreach(PersonasState.providers, lambda o: rx.select.item(o["label"], value=o["value"]))
+                        ),
                         name="provider",
                         default_value=p["provider"],
                         size="2",
