@@ -184,9 +184,9 @@ async def _complete(provider: ModelProvider, request: GenerationRequest) -> Comp
     completion: Completion | None = None
     stream = provider.stream(request)
     closing = contextlib.aclosing(stream) if hasattr(stream, "aclose") else contextlib.nullcontext(stream)
-    limit = get_settings().hard_deadline_s
+    clock = CallClock(get_settings().hard_deadline_s)  # stands still while the call waits for a shared model
     try:
-        async with closing, CallClock(limit):  # stands still while the call waits for a shared model
+        async with closing, clock:
             async for item in stream:
                 if isinstance(item, TokenDelta):
                     continue
@@ -194,7 +194,7 @@ async def _complete(provider: ModelProvider, request: GenerationRequest) -> Comp
     except TimeoutError:
         raise ProviderError(
             ErrorKind.TIMEOUT,
-            f"No complete reply within {limit:g} s, so the call was cancelled.",
+            clock.timeout_message(),
             provider=getattr(provider, "name", ""),
         ) from None
     if completion is None:  # every provider ends with a Completion or raises; guard the contract anyway

@@ -921,10 +921,7 @@ class Engine:
             if not completion.text.strip():
                 raise ProviderError(ErrorKind.EMPTY, "The model returned an empty reply.")
         except TimeoutError:
-            error = ProviderError(
-                ErrorKind.TIMEOUT,
-                f"No complete reply within {settings.hard_deadline_s:g} s, so the call was cancelled.",
-            )
+            error = ProviderError(ErrorKind.TIMEOUT, clock.timeout_message())
             return await self._record_failure(message_id, started.seq, agent, error, live, t0, request)
         except ProviderError as error:
             return await self._record_failure(message_id, started.seq, agent, error, live, t0, request)

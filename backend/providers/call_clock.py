@@ -15,13 +15,16 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 
 _current: ContextVar[CallClock | None] = ContextVar("maestro_call_clock", default=None)
+# A queued call still gives up in the end: a model that never comes free must not hold its callers for ever.
+QUEUE_LIMIT_FACTOR = 10
 
 
 class CallClock:
     """`async with CallClock(hard_s, ...)`: raises TimeoutError past the hard deadline, like `asyncio.timeout`.
 
     `on_slow()` runs once the soft deadline passes; `on_queue(True)` when the call starts waiting for a shared
-    model and `on_queue(False)` when the model takes it. Both run on the event loop and must not block.
+    model and `on_queue(False)` when the model takes it. Both run on the event loop and must not block. A wait
+    is itself limited to QUEUE_LIMIT_FACTOR hard deadlines; `queued` says whether the call timed out waiting.
     """
 
     def __init__(
@@ -40,6 +43,7 @@ class CallClock:
         self._soft: asyncio.TimerHandle | None = None
         self._token: Token[CallClock | None] | None = None
         self.queued = False
+        self._done = False
 
     async def __aenter__(self) -> CallClock:
         self._timeout = asyncio.timeout(self.hard_s)
@@ -51,11 +55,18 @@ class CallClock:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool | None:
+        self._done = True
         if self._token is not None:
             _current.reset(self._token)
         self._disarm_soft()
         assert self._timeout is not None
         return await self._timeout.__aexit__(exc_type, exc, tb)
+
+    def timeout_message(self) -> str:
+        """What to tell people when this clock cancelled the call."""
+        if self.queued:
+            return f"Waited {self.hard_s * QUEUE_LIMIT_FACTOR:g} s for the shared model to come free, so the call was cancelled."
+        return f"No complete reply within {self.hard_s:g} s, so the call was cancelled."
 
     def _arm_soft(self) -> None:
         if self.soft_s is not None and self._on_slow is not None:
@@ -66,19 +77,25 @@ class CallClock:
             self._soft.cancel()
             self._soft = None
 
+    def _live(self) -> bool:
+        """Still timing a call (tasks started inside the block inherit the clock and may outlive it)."""
+        return self._timeout is not None and not self._done and not self._timeout.expired()
+
     def _wait(self) -> None:
-        if self.queued or self._timeout is None:
+        if self.queued or not self._live():
             return
         self.queued = True
-        self._timeout.reschedule(None)
+        assert self._timeout is not None
+        self._timeout.reschedule(asyncio.get_running_loop().time() + self.hard_s * QUEUE_LIMIT_FACTOR)
         self._disarm_soft()
         if self._on_queue:
             self._on_queue(True)
 
     def _start(self) -> None:
-        if not self.queued or self._timeout is None:
+        if not self.queued or not self._live():
             return
         self.queued = False
+        assert self._timeout is not None
         self._timeout.reschedule(asyncio.get_running_loop().time() + self.hard_s)
         self._arm_soft()
         if self._on_queue:

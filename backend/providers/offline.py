@@ -493,7 +493,7 @@ class _ReplyFilter:
 _executor_lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 _runtimes: dict[tuple[Path, int, int], _Runtime] = {}
-_loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+_loop_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ModelQueue] = weakref.WeakKeyDictionary()
 
 
 def _worker() -> ThreadPoolExecutor:
@@ -514,13 +514,35 @@ def _runtime_for(path: Path, n_ctx: int, n_threads: int) -> _Runtime:
         return runtime
 
 
-def _lock_for(loop: asyncio.AbstractEventLoop) -> asyncio.Lock:
-    """FIFO waiting for the model within one event loop (asyncio locks cannot be shared across loops)."""
+class _ModelQueue:
+    """FIFO turns at the model within one event loop (asyncio locks cannot be shared across loops), knowing
+    whether anyone is ahead: `lock.locked()` alone misses the hand-off, when a released lock's next waiter
+    has not run yet but a newcomer still queues behind it."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.inside = 0  # calls holding or waiting for the model
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Hold the model; the caller's deadlines stand still while it waits (see call_clock)."""
+        if self.inside:
+            call_clock.waiting()
+        self.inside += 1
+        try:
+            async with self.lock:
+                call_clock.started()
+                yield
+        finally:
+            self.inside -= 1
+
+
+def _queue_for(loop: asyncio.AbstractEventLoop) -> _ModelQueue:
     with _executor_lock:
-        lock = _loop_locks.get(loop)
-        if lock is None:
-            lock = _loop_locks[loop] = asyncio.Lock()
-        return lock
+        queue = _loop_queues.get(loop)
+        if queue is None:
+            queue = _loop_queues[loop] = _ModelQueue()
+        return queue
 
 
 class OfflineProvider:
@@ -552,11 +574,7 @@ class OfflineProvider:
             raise ProviderError(ErrorKind.BAD_REQUEST, problem, provider=PROVIDER_NAME)
         loop = asyncio.get_running_loop()
         executor = _worker()
-        lock = _lock_for(loop)
-        if lock.locked():  # another call has the model: the caller's deadlines wait with us
-            call_clock.waiting()
-        async with lock:
-            call_clock.started()
+        async with _queue_for(loop).turn():
             try:
                 await loop.run_in_executor(executor, runtime.load)
                 prepared = await loop.run_in_executor(executor, runtime.prepare, request)

@@ -250,7 +250,7 @@ def vote_panel() -> rx.Component:
                     rx.vstack(
                         rx.text(D.result_line, weight="bold", id="vote-result"),
                         rx.cond(  # once the decision card is out, it carries each ballot: not twice on one page
-                            D.decision_id > 0,
+                            D.ballots_on_card,
                             rx.text("Each ballot is on the decision card.", size="1", color_scheme="gray"),
                             breakdown_table(D.result_rows, "vote-breakdown"),
                         ),

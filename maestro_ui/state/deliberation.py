@@ -116,6 +116,7 @@ class DeliberationState(rx.State):
     matrix: list[MatrixRow] = []
     # The decision
     decision_id: int = 0
+    ballots_on_card: bool = False  # the card shows this poll's ballots, so the vote panel need not
     decision_title: str = ""
     decision_status: str = ""
     decision_option: str = ""
@@ -147,6 +148,7 @@ class DeliberationState(rx.State):
         self.my_vote, self.vote_notice, self.result_line, self.result_rows = "", "", "", []
         self.matrix_header, self.matrix = [], []
         self.decision_id, self.signoff, self.signoff_detail, self.signoff_notice = 0, "", "", ""
+        self.ballots_on_card = False
 
     def _apply(self, event: RoomEvent) -> None:
         if isinstance(event, ConsensusUpdated):
@@ -160,6 +162,7 @@ class DeliberationState(rx.State):
             self.ballot = [OptionRow(id=o["id"], text=o["text"]) for o in event.options]
             self.approved, self.voted, self.voters, self.my_vote = [], [], event.voters, ""
             self.result_line, self.result_rows, self.matrix_header, self.matrix = "", [], [], []
+            self.ballots_on_card = False  # a new vote (after more discussion): its ballots are not on the card
         elif isinstance(event, VoteCast) and event.poll_id == self.poll_id:
             if event.voter_name not in self.voted:
                 self.voted = [*self.voted, event.voter_name]
@@ -237,6 +240,7 @@ class DeliberationState(rx.State):
         ]
         self.decision_concerns = list(card.get("concerns", []))
         self.decision_votes = _voter_rows(card.get("breakdown", []))
+        self.ballots_on_card = bool(self.decision_votes)
         self.action_plan = [StepRow(step=s["step"], owner=s["owner"]) for s in card.get("action_plan", [])]
         self.decision_options = [o["text"] for o in card.get("options", [])]
         self.signoff, self.signoff_detail, self.signoff_notice = "", "", ""

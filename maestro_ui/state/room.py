@@ -465,7 +465,9 @@ class RoomState(rx.State):
         elif isinstance(event, TurnStatus):
             agent = self._agent(event.participant_id)
             if agent and any(s["key"] == f"t{event.start_seq}" for s in self.streams):
-                agent["status"], agent["detail"] = event.status, event.detail
+                # "thinking" after a wait for the model: its first tokens may have got here first
+                if not (event.status == "thinking" and agent["status"] == "streaming"):
+                    agent["status"], agent["detail"] = event.status, event.detail
         elif isinstance(event, TurnRetryRequested):
             row = self._rows.get(event.message_id)
             if row is not None:

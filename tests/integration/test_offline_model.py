@@ -26,7 +26,7 @@ from backend.providers.offline import (
     OFFLINE_MODEL_ID,
     OfflineProvider,
     _defuse,
-    _lock_for,
+    _queue_for,
     _ReplyFilter,
     _runtime_for,
     _worker,
@@ -193,15 +193,15 @@ async def test_a_call_waiting_for_the_model_is_not_timed_until_it_starts() -> No
     provider = OfflineProvider()
     await _run(provider, _request(max_tokens=1))  # load outside the measured window
     queue_events: list[bool] = []
-    model_lock = _lock_for(asyncio.get_running_loop())  # the queue every offline call in this loop joins
+    model = _queue_for(asyncio.get_running_loop())  # the queue every offline call in this loop joins
 
     async def other_call_holds_the_model() -> None:
-        async with model_lock:
+        async with model.turn():
             await asyncio.sleep(4)
 
     holder = asyncio.create_task(other_call_holds_the_model())
     await asyncio.sleep(0)
-    assert model_lock.locked()
+    assert model.lock.locked()
     t0 = time.perf_counter()
     async with CallClock(3, on_queue=queue_events.append):
         _, completion = await _run(provider, _request(max_tokens=1))
@@ -224,7 +224,7 @@ async def test_aclose_mid_stream_frees_the_model() -> None:
     start = time.perf_counter()
     await agen.aclose()  # waits for the worker thread to let go of the model
     assert time.perf_counter() - start < 2.0  # vs ~4 s (idle box) to finish all 400 tokens
-    assert not _lock_for(asyncio.get_running_loop()).locked()
+    assert not _queue_for(asyncio.get_running_loop()).lock.locked()
     _, completion = await _run(provider, _request(max_tokens=8))
     assert completion.text
 
@@ -315,7 +315,7 @@ async def test_no_text_is_an_empty_error(monkeypatch: pytest.MonkeyPatch) -> Non
         async for _ in OfflineProvider().stream(_request()):
             pass
     assert info.value.kind is ErrorKind.EMPTY
-    assert not _lock_for(asyncio.get_running_loop()).locked()
+    assert not _queue_for(asyncio.get_running_loop()).lock.locked()
 
 
 def test_is_a_model_provider() -> None:
