@@ -23,13 +23,16 @@ from backend.providers.base import (
 from backend.providers.call_clock import CallClock
 from backend.providers.offline import (
     N_CTX,
+    N_THREADS,
     OFFLINE_MODEL_ID,
+    THREADS_ENV,
     OfflineProvider,
     _defuse,
     _queue_for,
     _ReplyFilter,
     _runtime_for,
     _worker,
+    default_threads,
     offline_model_path,
     offline_model_problem,
 )
@@ -71,7 +74,7 @@ async def _run(
 
 async def _prompt_tokens(request: GenerationRequest) -> list[int]:
     """The exact prompt the provider builds, computed on the model's own worker thread."""
-    runtime = _runtime_for(offline_model_path(), N_CTX, 2)  # type: ignore[arg-type]
+    runtime = _runtime_for(offline_model_path(), N_CTX, N_THREADS)  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(_worker(), runtime.load)
     prepared = await loop.run_in_executor(_worker(), runtime.prepare, request)
@@ -265,7 +268,7 @@ async def test_transcript_far_larger_than_the_context_fits() -> None:
     request = _request(max_tokens=300, transcript=transcript)
     tokens = await _prompt_tokens(request)
     assert len(tokens) + 300 <= N_CTX
-    runtime = _runtime_for(offline_model_path(), N_CTX, 2)  # type: ignore[arg-type]
+    runtime = _runtime_for(offline_model_path(), N_CTX, N_THREADS)  # type: ignore[arg-type]
     prompt = runtime.llm.detokenize(tokens, special=True).decode()
     assert "Postgres or MongoDB" in prompt and "LATEST: please conclude now." in prompt
     assert "earlier messages are left out" in prompt
@@ -294,7 +297,7 @@ async def test_overflow_drops_in_blocks_so_the_cached_prefix_survives() -> None:
     shared: list[float] = []
     for turn in range(8):
         tokens = await _prompt_tokens(_request(max_tokens=200, transcript=history[: 130 + turn]))
-        runtime = _runtime_for(offline_model_path(), N_CTX, 2)  # type: ignore[arg-type]
+        runtime = _runtime_for(offline_model_path(), N_CTX, N_THREADS)  # type: ignore[arg-type]
         prompt = runtime.llm.detokenize(tokens, special=True).decode()
         dropped.append(int(prompt.split("earlier messages are left out")[0].rsplit("(", 1)[1]))
         if previous is not None:
@@ -323,3 +326,17 @@ def test_is_a_model_provider() -> None:
 
     assert isinstance(OfflineProvider(), ModelProvider)
     assert OfflineProvider.name == "offline"
+
+
+def test_llama_threads_leave_a_core_free_unless_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: set(range(2)))
+    assert default_threads() == 1  # this VM: one core for llama.cpp, one for the event loop and the database
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: set(range(16)))
+    assert default_threads() == 4
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0})
+    assert default_threads() == 1
+    monkeypatch.setenv(THREADS_ENV, "3")
+    assert default_threads() == 3
+    monkeypatch.setenv(THREADS_ENV, "zero")
+    assert default_threads() == 1
