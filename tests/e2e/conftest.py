@@ -1,7 +1,7 @@
 """End-to-end fixtures: the REAL app (``reflex run --env prod``) once per session, Chromium, one context per human.
 
 * ``app_url``      base URL of a Maestro started in a subprocess on a free port, with a fresh temp SQLite
-                   database and ``MAESTRO_MAX_TOKENS_PER_TURN=40``; its whole process group is killed at the end.
+                   database and ``MAESTRO_MAX_TOKENS_PER_TURN=240``; its whole process group is killed at the end.
                    Its Anthropic, OpenAI and Gemini SDKs talk to the local council servers (tests/e2e/council.py).
                    Set ``MAESTRO_E2E_BASE_URL`` to drive an already running server instead (nothing is started).
 * ``browser``      one headless Debian Chromium for the session (``playwright install`` does not work here).
@@ -116,7 +116,7 @@ def app_url(tmp_path_factory) -> Iterator[str]:
     env.update(council_env)
     env.update(
         DATABASE_URL=f"sqlite:///{workdir / 'maestro.db'}",
-        MAESTRO_MAX_TOKENS_PER_TURN="40",
+        MAESTRO_MAX_TOKENS_PER_TURN="240",  # ~2 s of streaming a turn: long enough to watch it grow
         REFLEX_TELEMETRY_ENABLED="false",
         PYTHONUNBUFFERED="1",
         # A private build directory: two apps building in one .web/ overwrite each other's front end.

@@ -1,12 +1,12 @@
 """A browser that loses its connection mid-stream catches up: no gap, no duplicate, no reordering.
 
-Two humans watch the same discussion (2 offline agents, 1 or 2 rounds, 40 tokens a turn). A is always online: the
+Two humans watch the same discussion (2 offline agents, 1 or 2 rounds, 240 tokens a turn). A is always online: the
 reference. B is taken offline with `context.set_offline(True)` while an agent is streaming, for ~1 s in one
 case and ~30 s in the other (the two ends of the 1-30 s the requirement names), while A posts messages; then B comes back online. B must show what it missed,
 its stream must carry on, and at the end B's transcript must equal A's exactly.
 
 Each case has its own discussion, so its outage starts while a turn streams however fast the model runs (a
-warm model writes a 40-token turn in ~2 s; the first turn after the app starts can take ~50 s).
+warm model writes a 240-token turn in ~2 s on one llama.cpp thread; the first turn after the app starts can take ~50 s).
 
 Run with:  pytest -m e2e tests/e2e/test_reconnect_e2e.py -v
 """
