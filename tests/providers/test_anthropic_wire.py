@@ -143,8 +143,8 @@ async def test_error_event_inside_the_stream() -> None:
 
 
 async def test_stalled_stream_times_out() -> None:
-    with WireServer(S.route, [S.stall(["slow"], seconds=1.0)]) as server:
-        deltas, _, error = await collect(provider(server, timeout=0.3).stream(make_request(MODEL)))
+    with WireServer(S.route, [S.stall(["slow"], seconds=2.0)]) as server:
+        deltas, _, error = await collect(provider(server, timeout=0.6).stream(make_request(MODEL)))
 
     assert deltas == ["slow"]
     assert error is not None and error.kind is ErrorKind.TIMEOUT
