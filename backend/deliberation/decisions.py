@@ -186,9 +186,12 @@ def record(
 
 def final_outcome(decision: Decision, signoff: SignOff | None) -> tuple[str | None, str]:
     """What stands once the gate has spoken: an override replaces the room's option (and settles a deadlock);
-    anything else leaves the room's result as it was."""
+    a decision sent back for more discussion is in progress again (its next version will settle it); an approval,
+    or no sign-off yet, leaves the room's result as it was."""
     if signoff is not None and signoff.outcome == SignOffOutcome.OVERRIDDEN and signoff.override_option:
         return signoff.override_option, DecisionStatus.DECIDED
+    if signoff is not None and signoff.outcome == SignOffOutcome.MORE_DISCUSSION:
+        return None, DecisionStatus.IN_PROGRESS
     return decision.chosen_option, decision.status
 
 
@@ -284,16 +287,15 @@ def to_markdown(c: dict) -> str:
     out = [f"# {c['title']}", ""]
     if c.get("topic"):
         out += [f"**Question:** {c['topic']}", ""]
-    out += [
-        f"**Status:** {c.get('final_status') or c['status']}  ",
-        f"**Outcome:** {c.get('final_option') or '—'}"
-        + (
-            f" (overridden; the room chose {c.get('chosen_option') or 'nothing'}, {c.get('support', '')})"
-            if c.get("final_option") != c.get("chosen_option")
-            else f" ({c.get('support', '')})"
-        ),
-        "",
-    ]
+    sent_back = (c.get("signoff") or {}).get("outcome") == SignOffOutcome.MORE_DISCUSSION
+    if sent_back:
+        outcome = f"— (sent back for more discussion; the room had chosen {c.get('chosen_option') or 'nothing'})"
+    elif c.get("final_option") != c.get("chosen_option"):
+        outcome = f"{c.get('final_option') or '—'} (overridden; the room chose {c.get('chosen_option') or 'nothing'}"
+        outcome += f", {c.get('support', '')})"
+    else:
+        outcome = f"{c.get('final_option') or '—'} ({c.get('support', '')})"
+    out += [f"**Status:** {c.get('final_status') or c['status']}  ", f"**Outcome:** {outcome}", ""]
     out += ["## Rationale", "", c["rationale"], ""]
     if c["breakdown"]:
         out += ["## Votes", "", "| Voter | Weight | Ballot |", "|---|---|---|"]

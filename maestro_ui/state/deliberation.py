@@ -258,6 +258,7 @@ class DeliberationState(rx.State):
             self.decision_status = "decided"  # what stands now is the override (decisions.final_outcome)
         else:
             self.signoff_detail = f"Question: {question}"
+            self.decision_status = "in_progress"  # discussed again; the next version settles it
 
     # --- actions ---------------------------------------------------------------------------------------
 

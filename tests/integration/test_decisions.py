@@ -267,7 +267,16 @@ async def test_more_discussion_reopens_the_room_and_the_next_decision_is_a_new_v
     set_runner(None)
     second = decisions.latest(did)
     assert second["version"] == 2 and second["id"] != first["id"]
-    assert decisions.get_card(first["id"])["signoff"]["outcome"] == "more_discussion"
+    sent_back = decisions.get_card(first["id"])
+    assert sent_back["signoff"]["outcome"] == "more_discussion"
+    # What the room chose stays on record, but nothing stands: the question is being discussed again.
+    assert (sent_back["chosen_option"], sent_back["final_option"], sent_back["final_status"]) == (
+        "PostgreSQL",
+        None,
+        "in_progress",
+    )
+    exported = decisions.to_markdown(sent_back)
+    assert "**Status:** in_progress" in exported and "the room had chosen PostgreSQL" in exported
     prompts_seen = [r.transcript for r in apollo_provider().requests if not r.json_schema]
     assert any("10x load" in e.content for t in prompts_seen for e in t)  # the question reached the agents
     with session_scope() as s:
