@@ -11,12 +11,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from backend.api.http import SESSION_COOKIE
 from backend.db import run_db
 from backend.deliberation import decisions
 from backend.humans import accounts, membership
 from backend.services.errors import NotFound
-
-SESSION_COOKIE = "maestro_session"
 
 
 async def export(request: Request) -> Response:

@@ -340,18 +340,20 @@ def expire_due(discussion_id: int) -> list[HumanInputAnswered]:
     return events
 
 
+def open_prompts(discussion_id: int, *, blocking_only: bool = False) -> list[HumanInputRequest]:
+    """Prompts still waiting for an answer, oldest first (the API lists them so a client can answer)."""
+    with session_scope() as s:
+        query = select(HumanInputRequest).where(
+            HumanInputRequest.discussion_id == discussion_id, HumanInputRequest.status == PromptStatus.OPEN
+        )
+        if blocking_only:
+            query = query.where(HumanInputRequest.blocking == True)  # noqa: E712
+        return list(s.exec(query.order_by(HumanInputRequest.id)))  # type: ignore[arg-type]
+
+
 def open_blocking(discussion_id: int) -> list[HumanInputRequest]:
     """Open blocking prompts: while any exists the agents wait."""
-    with session_scope() as s:
-        return list(
-            s.exec(
-                select(HumanInputRequest).where(
-                    HumanInputRequest.discussion_id == discussion_id,
-                    HumanInputRequest.status == PromptStatus.OPEN,
-                    HumanInputRequest.blocking == True,  # noqa: E712
-                )
-            )
-        )
+    return open_prompts(discussion_id, blocking_only=True)
 
 
 def sweep(discussion_id: int) -> tuple[list[HumanInputAnswered], bool, bool]:

@@ -1,0 +1,92 @@
+"""GET /api/discussions/{id}/events: the room as Server-Sent Events, for tools that follow a discussion live.
+
+It runs the same Follower as every browser tab (DESIGN decision 3), so it has the same guarantees:
+- persisted events in seq order with no gap or duplicate, each sent as `id: <seq>`, `event: <type>` and
+  `data: <the event as JSON>`; a client that reconnects with `Last-Event-ID` (or `?after=<seq>`) resumes exactly
+  after the last event it saw;
+- the text of turns in flight as `event: text` with `{"start_seq", "participant_id", "start", "text"}`: the
+  turn's text from character `start` on (replace from there; a reconnect resends a turn whole, from 0);
+- presence and typing as they happen, and a comment line every 15 s so proxies keep an idle stream open.
+
+`?until=finished` ends the stream once the agents stop: after `discussion_finished` or `discussion_paused`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from backend.db import run_db
+from backend.events.bus import get_bus
+from backend.events.follower import Batch, Follower
+from backend.events.schema import DiscussionFinished, DiscussionPaused
+from backend.observability import viewer_active
+from backend.orchestrator.runner import get_runner
+from backend.services import discussions
+
+from .http import ApiError, endpoint, member_request
+
+KEEP_ALIVE_S = 15.0
+STOPPED = ("completed", "failed", "paused")
+
+
+def _after(request: Request) -> int:
+    raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
+    if not raw.isdigit():
+        raise ApiError(422, "Last-Event-ID and ?after= must be the seq of an event (a whole number, 0 for all).")
+    return int(raw)
+
+
+def _frames(batch: Batch) -> list[bytes]:
+    out = [f"id: {e.seq}\nevent: {e.type}\ndata: {e.model_dump_json()}\n\n".encode() for e in batch.events]
+    for start_seq, (start, text) in batch.deltas.items():
+        if text:
+            live = {"start_seq": start_seq, "start": start, "text": text}
+            out.append(f"event: text\ndata: {json.dumps(live, ensure_ascii=False)}\n\n".encode())
+    out += [f"event: {s.type}\ndata: {s.model_dump_json()}\n\n".encode() for s in batch.signals]
+    return out
+
+
+@endpoint
+async def events(request: Request) -> Response:
+    discussion_id, _ = await member_request(request)
+    after = _after(request)
+    until_stopped = request.query_params.get("until") == "finished"
+    discussion = await run_db(discussions.get_discussion, discussion_id)
+    if until_stopped and discussion.status in STOPPED and after >= discussion.last_seq:
+        return Response(status_code=204)  # nothing more will come until someone runs the agents again
+    # Livelier pacing than a browser tab's: no React render to protect, and tools like small, prompt pieces.
+    follower = Follower(
+        discussion_id,
+        after_seq=after,
+        bus=get_bus(),
+        live_source=get_runner().live_text,
+        min_interval=0.05,
+        max_wait=0.1,
+        min_flush_chars=64,
+    )
+
+    async def stream() -> AsyncIterator[bytes]:
+        with viewer_active():
+            async with follower:
+                async for batch in follower.batches(idle=KEEP_ALIVE_S):
+                    if not batch:
+                        yield b": keep-alive\n\n"
+                        continue
+                    for frame in _frames(batch):
+                        yield frame
+                    if until_stopped and any(
+                        isinstance(e, DiscussionFinished | DiscussionPaused) for e in batch.events
+                    ):
+                        return
+
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+def events_route() -> Route:
+    return Route("/api/discussions/{discussion_id:int}/events", events, methods=["GET"])
