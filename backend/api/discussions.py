@@ -37,6 +37,19 @@ class AgentIn(_Body):
     base_url: str | None = Field(default=None, max_length=500)
 
 
+class CheckpointIn(_Body):
+    """A question the protocol asks people after a round (e.g. the decision maker's choice); blocking by default."""
+
+    after_round: int = 1
+    kind: str = Field(default="choice", description="approval | choice | feedback | clarification")
+    prompt: str = Field(max_length=2000)
+    options: list[str] = Field(default_factory=list, max_length=20)
+    target_roles: list[str] = Field(default_factory=lambda: ["decision_maker"], max_length=4)
+    deadline_s: float = 300
+    default: str | None = Field(default=None, max_length=2000)
+    blocking: bool = True
+
+
 class DiscussionIn(_Body):
     topic: str = Field(max_length=2000)
     agents: list[AgentIn] = Field(default_factory=list, max_length=12)
@@ -54,6 +67,7 @@ class DiscussionIn(_Body):
     vote_deadline_s: int = 300
     stop_on_consensus: bool = False
     track_consensus: bool = False
+    checkpoints: list[CheckpointIn] = Field(default_factory=list, max_length=10)
 
 
 class MessageIn(_Body):
@@ -189,7 +203,8 @@ async def create(request: Request) -> Response:
     user = await actor(request)
     body = await read_json(request, DiscussionIn)
     specs = await run_db(_specs, body.agents)
-    fields = body.model_dump(exclude={"agents", "role"})
+    fields = body.model_dump(exclude={"agents", "role", "checkpoints"})
+    fields["checkpoints"] = [c.model_dump(exclude_none=True) for c in body.checkpoints]
     discussion = await run_db(
         lambda: discussions.create_discussion(agents=specs, owner=user, owner_role=body.role, **fields)
     )

@@ -16,10 +16,12 @@ import uvicorn
 from starlette.applications import Starlette
 
 from backend.api import api_routes
+from backend.deliberation import polls
 from backend.events.bus import set_bus
 from backend.orchestrator.runner import Runner, set_runner
 from backend.providers import registry
 from backend.providers.scripted import ScriptedProvider
+from tests.apollo_model import OPTIONS, model_reply
 from tests.people import person
 
 REPLY = "PostgreSQL fits Apollo: relational data, strong consistency and a team that already runs it well."
@@ -252,3 +254,76 @@ def test_bad_input_gets_a_clear_error_and_creates_nothing(api):
         assert len(humans) == 1  # only the opening question
         wrong = client.post("/api/session", json={"username": "alex", "password": "nope"})
         assert wrong.status_code == 422 and wrong.json()["error"] == "Wrong username or password."
+
+
+def _until(client: httpx.Client, path: str, headers: dict, ready, wait_s: float = 20) -> dict:
+    """GET `path` until `ready(body)` holds (what a tool without the event stream would do)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        body = client.get(path, headers=headers).json()
+        if ready(body):
+            return body
+        assert time.monotonic() < deadline, f"gave up waiting on {path}: {body}"
+        time.sleep(0.05)
+
+
+def test_the_apollo_story_through_the_api_ends_in_a_decision_the_cto_approves(api, monkeypatch):
+    monkeypatch.setattr(polls, "CHANGE_OF_MIND_S", 0.5)
+    registry.register_provider("scripted", ScriptedProvider(model_reply))
+    with httpx.Client(base_url=api, timeout=30) as client:
+        sam, pat, cto = _login(client, "sam"), _login(client, "pat"), _login(client, "cto")
+        agents = [
+            {"persona": p, "provider": "scripted", "model": "m"} for p in ("architect", "backend_engineer", "security")
+        ]
+        ask = {"prompt": "Which factor matters most?", "options": ["Cost", "Consistency"], "after_round": 1}
+        created = client.post(
+            "/api/discussions",
+            json={
+                "topic": "Choose a database for Apollo",
+                "agents": agents,
+                "rounds": 1,
+                "role": "observer",
+                "vote_rule": "plurality",
+                "vote_options": OPTIONS,
+                "checkpoints": [ask],
+            },
+            headers=sam,
+        )
+        assert created.status_code == 201, created.text
+        did = created.json()["id"]
+        room = f"/api/discussions/{did}"
+        not_ready = client.post(f"{room}/run", headers=sam)
+        assert not_ready.status_code == 409 and "decision maker" in not_ready.json()["error"].lower()
+        for who, role in (("pat", "decision_maker"), ("cto", "must_approve")):
+            assert client.post(f"{room}/people", json={"username": who, "role": role}, headers=sam).status_code == 201
+        assert client.post(f"{room}/run", headers=sam).status_code == 202
+
+        # The blocking choice reaches the PM; the CTO may not answer it; the PM does, once.
+        prompt = _until(client, room, sam, lambda d: d["prompts"])["prompts"][0]
+        assert prompt["options"] == ["Cost", "Consistency"] and prompt["blocking"]
+        assert (
+            client.post(f"{room}/prompts/{prompt['id']}/answer", json={"value": "Cost"}, headers=cto).status_code == 403
+        )
+        answer = {"value": "Consistency", "client_id": "a1"}
+        assert client.post(f"{room}/prompts/{prompt['id']}/answer", json=answer, headers=pat).status_code == 200
+
+        # The vote: the agents vote through the engine, the PM through the API.
+        poll = _until(client, room, pat, lambda d: d["polls"])["polls"][0]
+        postgres = next(o["id"] for o in poll["options"] if o["text"] == "PostgreSQL")
+        vote = {"ranking": [postgres], "reason": "Consistency first.", "client_id": "v1"}
+        assert client.post(f"{room}/polls/{poll['id']}/votes", json=vote, headers=pat).status_code == 200
+        card = _until(client, room, cto, lambda d: d["decision"])["decision"]
+        assert (card["chosen_option"], card["support"]) == ("PostgreSQL", "3 of 4 ranked PostgreSQL first")
+        assert [d["who"] for d in card["dissent"]] == ["Security"]
+
+        # Only the must-approve person signs off, and exactly once.
+        sign = {"outcome": "approved", "conditions": "Budget review in Q3.", "client_id": "s1"}
+        assert client.post(f"{room}/decisions/{card['id']}/sign-off", json=sign, headers=pat).status_code == 403
+        signed = client.post(f"{room}/decisions/{card['id']}/sign-off", json=sign, headers=cto)
+        assert signed.status_code == 200 and signed.json()["signoff"]["conditions"] == "Budget review in Q3."
+        again = client.post(f"{room}/decisions/{card['id']}/sign-off", json={**sign, "client_id": "s2"}, headers=cto)
+        assert again.status_code == 422 and "Already approved" in again.json()["error"]
+        detail = client.get(room, headers=sam).json()
+    assert detail["decision"]["signoff"]["outcome"] == "approved" and detail["prompts"] == []
+    answered = [m["content"] for m in detail["messages"]]
+    assert any("Consistency" in c for c in answered)  # the PM's answer entered the transcript
