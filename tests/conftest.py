@@ -84,4 +84,7 @@ def pytest_collection_modifyitems(config, items):
     Playwright's sync API keeps an event loop running in the main thread while its browser is open; any
     pytest-asyncio test scheduled after that would fail with "cannot be called from a running event loop".
     """
+    for item in items:  # every test under tests/e2e is a browser test, marked or not
+        if item.nodeid.startswith("tests/e2e/") and item.get_closest_marker("e2e") is None:
+            item.add_marker(pytest.mark.e2e)
     items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)

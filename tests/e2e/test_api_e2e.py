@@ -8,10 +8,12 @@ import json
 import uuid
 
 import httpx
+import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.helpers import sign_up
 
+pytestmark = pytest.mark.e2e
 TURN_TIMEOUT_S = 180
 
 

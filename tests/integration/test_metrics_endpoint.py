@@ -69,8 +69,9 @@ def test_only_get_and_head_are_ours_everything_else_falls_through_to_the_app_ben
     assert client.get("/room/1").text == "reflex"
 
 
-def test_api_routes_lists_the_metrics_route_and_the_decision_exports():
-    assert [r.path for r in api_routes() if isinstance(r, Route)] == [
-        "/metrics",
-        "/api/decisions/{decision_id:int}.{fmt:str}",
-    ]
+def test_api_routes_stay_off_the_paths_reflex_serves():
+    paths = [r.path for r in api_routes() if isinstance(r, Route)]
+    assert paths[:2] == ["/metrics", "/api/decisions/{decision_id:int}.{fmt:str}"]
+    assert {"/api/session", "/api/discussions", "/api/discussions/{discussion_id:int}/events"} <= set(paths)
+    # Reflex's own backend paths (/_event, /_upload, /ping, /_health) and every page fall through to the app.
+    assert all(p == "/metrics" or p.startswith("/api/") for p in paths)
