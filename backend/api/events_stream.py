@@ -31,7 +31,7 @@ from backend.services import discussions
 from .http import ApiError, endpoint, member_request
 
 KEEP_ALIVE_S = 15.0
-STOPPED = ("completed", "failed", "paused")
+STOPPED = ("completed", "failed", "paused", "awaiting_approval")  # the agents are not running
 
 
 def _after(request: Request) -> int:

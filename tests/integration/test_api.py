@@ -316,6 +316,10 @@ def test_the_apollo_story_through_the_api_ends_in_a_decision_the_cto_approves(ap
         assert (card["chosen_option"], card["support"]) == ("PostgreSQL", "3 of 4 ranked PostgreSQL first")
         assert [d["who"] for d in card["dissent"]] == ["Security"]
 
+        # The agents have stopped (awaiting approval): a stream from the log's end has nothing to wait for.
+        end = _until(client, room, sam, lambda d: d["status"] == "awaiting_approval")["last_seq"]
+        assert client.get(f"{room}/events?until=finished&after={end}", headers=sam).status_code == 204
+
         # Only the must-approve person signs off, and exactly once.
         sign = {"outcome": "approved", "conditions": "Budget review in Q3.", "client_id": "s1"}
         assert client.post(f"{room}/decisions/{card['id']}/sign-off", json=sign, headers=pat).status_code == 403
