@@ -17,6 +17,7 @@ from backend.db import run_db
 from backend.deliberation import decisions, polls
 from backend.humans import prompts
 from backend.models import Message, Participant
+from backend.providers.registry import default_model
 from backend.services import discussions, room
 from backend.services.discussions import AgentSpec
 from backend.services.personas import defaults_by_key
@@ -193,7 +194,8 @@ def _specs(agents: list[AgentIn]) -> list[AgentSpec]:
         if a.provider is None and own is not None:
             specs.append(AgentSpec(a.persona, own.provider, a.model or own.model, a.base_url or own.base_url))
         else:
-            specs.append(AgentSpec(a.persona, a.provider or "offline", (a.model or "").strip(), a.base_url))
+            provider = a.provider or "offline"
+            specs.append(AgentSpec(a.persona, provider, (a.model or "").strip() or default_model(provider), a.base_url))
     return specs
 
 

@@ -4,8 +4,9 @@ It runs the same Follower as every browser tab (DESIGN decision 3), so it has th
 - persisted events in seq order with no gap or duplicate, each sent as `id: <seq>`, `event: <type>` and
   `data: <the event as JSON>`; a client that reconnects with `Last-Event-ID` (or `?after=<seq>`) resumes exactly
   after the last event it saw;
-- the text of turns in flight as `event: text` with `{"start_seq", "participant_id", "start", "text"}`: the
-  turn's text from character `start` on (replace from there; a reconnect resends a turn whole, from 0);
+- the text of turns in flight as `event: text` with `{"start_seq", "start", "text"}`: the text of the turn whose
+  `turn_started` event has seq `start_seq`, from character `start` on (replace from there; a reconnect resends a
+  turn whole, from 0);
 - presence and typing as they happen, and a comment line every 15 s so proxies keep an idle stream open.
 
 `?until=finished` ends the stream once the agents stop: after `discussion_finished` or `discussion_paused`.

@@ -331,3 +331,17 @@ def test_the_apollo_story_through_the_api_ends_in_a_decision_the_cto_approves(ap
     assert detail["decision"]["signoff"]["outcome"] == "approved" and detail["prompts"] == []
     answered = [m["content"] for m in detail["messages"]]
     assert any("Consistency" in c for c in answered)  # the PM's answer entered the transcript
+
+
+def test_an_agent_named_by_persona_alone_runs_where_its_persona_maps(api):
+    from backend.services.personas import defaults_by_key
+
+    with httpx.Client(base_url=api, timeout=30) as client:
+        alex = _login(client, "alex")
+        agents = [{"persona": "architect"}, {"persona": "security", "provider": "offline"}]
+        created = client.post("/api/discussions", json={"topic": "T", "agents": agents}, headers=alex)
+        assert created.status_code == 201, created.text
+    mapped = defaults_by_key()["architect"]
+    architect, security = [p for p in created.json()["participants"] if p["kind"] == "agent"]
+    assert (architect["provider"], architect["model"]) == (mapped.provider, mapped.model)
+    assert (security["provider"], security["model"]) == ("offline", registry.default_model("offline"))
