@@ -9,9 +9,9 @@ from maestro_ui.styles import STATUS_COLOR
 
 
 def status_badge(status: rx.Var[str], **props) -> rx.Component:
-    """A coloured badge for a status word."""
+    """A coloured badge for a status word ("awaiting_approval" reads "awaiting approval")."""
     return rx.badge(
-        status,
+        status.replace("_", " "),
         color_scheme=rx.match(status, *[(k, v) for k, v in STATUS_COLOR.items()], "gray"),
         variant="soft",
         **props,

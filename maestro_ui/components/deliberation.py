@@ -391,7 +391,9 @@ def decision_card(with_controls: bool = True) -> rx.Component:
                     rx.callout(
                         rx.vstack(rx.text(D.signoff, weight="bold"), rx.text(D.signoff_detail, size="2"), spacing="1"),
                         icon="badge_check",
-                        color_scheme="green",
+                        color_scheme=rx.match(
+                            D.signoff_outcome, ("overridden", "violet"), ("more_discussion", "amber"), "green"
+                        ),
                         id="signoff",
                     ),
                     rx.cond(

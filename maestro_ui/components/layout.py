@@ -46,6 +46,7 @@ def page(*children: rx.Component, **props) -> rx.Component:
                             rx.text("@", AuthState.username, display=["none", "inline"]),
                             size="2",
                             variant="ghost",
+                            margin="0",  # a ghost button's negative margin pushed the icon off a phone's edge
                             id="me",
                             aria_label="Account",
                         )

@@ -129,6 +129,7 @@ class DeliberationState(rx.State):
     decision_note: str = ""
     decision_options: list[str] = []
     signoff: str = ""  # "Approved by CTO" etc.
+    signoff_outcome: str = ""  # approved | overridden | more_discussion (colours the sign-off)
     signoff_detail: str = ""
     signoff_notice: str = ""
     signing: bool = False
@@ -243,7 +244,7 @@ class DeliberationState(rx.State):
         self.ballots_on_card = bool(self.decision_votes)
         self.action_plan = [StepRow(step=s["step"], owner=s["owner"]) for s in card.get("action_plan", [])]
         self.decision_options = [o["text"] for o in card.get("options", [])]
-        self.signoff, self.signoff_detail, self.signoff_notice = "", "", ""
+        self.signoff, self.signoff_detail, self.signoff_notice, self.signoff_outcome = "", "", "", ""
         if card.get("signoff"):
             so = card["signoff"]
             self._signed(so["outcome"], so["by"], so["conditions"], so["override_option"], so["reason"], so["question"])
@@ -251,6 +252,7 @@ class DeliberationState(rx.State):
     def _signed(self, outcome: str, by: str, conditions: str, override: str | None, reason: str, question: str) -> None:
         label = {"approved": "Approved", "overridden": "Overridden", "more_discussion": "Sent back for more discussion"}
         self.signoff = f"{label.get(outcome, outcome)} by {by}"
+        self.signoff_outcome = outcome
         if outcome == "approved":
             self.signoff_detail = f"Conditions: {conditions}" if conditions else ""
         elif outcome == "overridden":

@@ -22,6 +22,7 @@ from backend.events.schema import (
     CallRecorded,
     ContextSummarised,
     DecisionSignedOff,
+    DiscussionCreated,
     DiscussionFinished,
     DiscussionPaused,
     HumanInputAnswered,
@@ -416,7 +417,9 @@ class RoomState(rx.State):
             if event.seq <= self._last_seq:
                 continue  # applied already (a replay overlapping live events): counters must not count twice
             self._last_seq = event.seq
-            if isinstance(event, DELIBERATION_EVENTS):
+            if isinstance(event, DiscussionCreated):
+                self.rounds = event.rounds  # a replay from the start: each sign-off below adds its extra rounds
+            elif isinstance(event, DELIBERATION_EVENTS):
                 deliberation = deliberation or await self.get_state(DeliberationState)
                 deliberation._apply(event)
                 if isinstance(event, DecisionSignedOff):  # the gate moves the room on: reopened or closed

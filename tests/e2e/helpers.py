@@ -97,7 +97,7 @@ def wait_room_loaded(page: Page, topic: str | None = None) -> None:
         expect(page.locator("#room-topic")).to_have_text(topic)
     else:
         expect(page.locator("#room-topic")).not_to_be_empty()
-    expect(page.locator("#room-status")).to_have_text(re.compile(r"^[a-z]+$"))  # draft, running, completed…
+    expect(page.locator("#room-status")).to_have_text(re.compile(r"^[a-z ]+$"))  # draft, running, awaiting approval…
     expect(page.locator("#discussion .message").first).to_be_visible()
 
 

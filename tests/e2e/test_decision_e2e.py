@@ -102,7 +102,7 @@ def test_the_apollo_story_ends_in_a_decision_the_cto_approves(new_context, tmp_p
         expect(page.locator("#decision-breakdown tr").filter(has_text="Security")).to_contain_text("DynamoDB")
         expect(page.locator("#decision-breakdown tr").filter(has_text="Pat")).to_contain_text("PostgreSQL")
         expect(page.locator("#vote-breakdown")).to_have_count(0)  # the card has the ballots: not twice on the page
-        expect(page.locator("#room-status")).to_have_text("awaiting_approval")
+        expect(page.locator("#room-status")).to_have_text("awaiting approval")
 
     # Only the CTO can sign off; they approve with conditions.
     expect(sam.locator("#sign-off-form")).to_have_count(0)
