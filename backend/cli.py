@@ -43,25 +43,16 @@ def parse_agent(
 ) -> tuple[str, str, str, str | None]:
     """Parse `persona[:provider[:model[@base_url]]]` into its parts; without a provider (and no --provider), the
     persona's own provider and model (`personas`: services.personas.defaults_by_key)."""
-    from backend.providers import registry
+    from backend.services.personas import agent_spec
 
     base_url = None
     if "@" in text:
         text, base_url = text.split("@", 1)
     parts = text.split(":", 2)
-    persona = parts[0].strip()
-    mapped = (personas or {}).get(persona)
-    if len(parts) > 1 and parts[1]:
-        provider = parts[1].strip()
-    elif default_provider:
-        provider = default_provider
-    elif mapped is not None:
-        provider, base_url = mapped.provider, base_url or mapped.base_url
-        default_model = default_model or mapped.model
-    else:
-        provider = "offline"
-    model = parts[2].strip() if len(parts) > 2 and parts[2] else (default_model or registry.default_model(provider))
-    return persona, provider, model, base_url
+    provider = parts[1].strip() if len(parts) > 1 and parts[1] else default_provider
+    model = parts[2].strip() if len(parts) > 2 and parts[2] else default_model
+    spec = agent_spec(parts[0].strip(), provider or None, model or None, base_url, personas or {})
+    return spec.persona_key, spec.provider, spec.model, spec.base_url
 
 
 @dataclass

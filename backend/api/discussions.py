@@ -17,10 +17,9 @@ from backend.db import run_db
 from backend.deliberation import decisions, polls
 from backend.humans import prompts
 from backend.models import Message, Participant
-from backend.providers.registry import default_model
 from backend.services import discussions, room
 from backend.services.discussions import AgentSpec
-from backend.services.personas import defaults_by_key
+from backend.services.personas import agent_spec, defaults_by_key
 
 from .http import ApiError, actor, endpoint, member_request, path_int, read_json
 
@@ -188,15 +187,7 @@ async def list_discussions(request: Request) -> Response:
 def _specs(agents: list[AgentIn]) -> list[AgentSpec]:
     """Each agent on what the request names, else on its persona's own provider and model (as the form does)."""
     mapped = defaults_by_key()
-    specs = []
-    for a in agents:
-        own = mapped.get(a.persona)
-        if a.provider is None and own is not None:
-            specs.append(AgentSpec(a.persona, own.provider, a.model or own.model, a.base_url or own.base_url))
-        else:
-            provider = a.provider or "offline"
-            specs.append(AgentSpec(a.persona, provider, (a.model or "").strip() or default_model(provider), a.base_url))
-    return specs
+    return [agent_spec(a.persona, a.provider, (a.model or "").strip() or None, a.base_url, mapped) for a in agents]
 
 
 @endpoint

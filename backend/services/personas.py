@@ -12,6 +12,7 @@ from backend.models import Persona
 from backend.models.base import utcnow
 from backend.providers import registry
 from backend.providers.personas import DEFAULT_PERSONAS
+from backend.services.discussions import AgentSpec
 from backend.services.errors import InputError, NotFound
 
 
@@ -65,6 +66,18 @@ def agent_defaults(persona: Persona) -> AgentDefaults:
 def defaults_by_key() -> dict[str, AgentDefaults]:
     """`agent_defaults` of every persona, by key."""
     return {p.key: agent_defaults(p) for p in list_personas()}
+
+
+def agent_spec(
+    persona: str, provider: str | None, model: str | None, base_url: str | None, mapped: dict[str, AgentDefaults]
+) -> AgentSpec:
+    """An agent on the provider (and model) named, else on its persona's own (`mapped`: `defaults_by_key()`), else
+    on the offline model; a provider named without a model gets that provider's default model."""
+    own = mapped.get(persona)
+    if provider is None and own is not None:
+        return AgentSpec(persona, own.provider, model or own.model, base_url or own.base_url)
+    provider = provider or "offline"
+    return AgentSpec(persona, provider, model or registry.default_model(provider), base_url)
 
 
 def update_persona(
