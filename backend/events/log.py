@@ -8,15 +8,16 @@ from sqlmodel import Session, select
 from backend.events.schema import PersistedEvent, RoomEvent, parse_event
 from backend.models import Discussion, EventRecord
 from backend.models.base import as_utc, utcnow
+from backend.prepared import Prepared
 
 # Built once: every agent turn appends two events, and building a statement costs more than running it.
-_NEXT_SEQ = (
+_NEXT_SEQ = Prepared(
     update(Discussion)
     .where(Discussion.id == bindparam("did"))  # type: ignore[arg-type]
     .values(last_seq=Discussion.last_seq + 1)
     .returning(Discussion.last_seq)
 )
-_INSERT_EVENT = insert(EventRecord)
+_INSERT_EVENT = Prepared(insert(EventRecord))
 
 
 def next_seq(session: Session | Connection, discussion_id: int) -> int:
@@ -26,7 +27,8 @@ def next_seq(session: Session | Connection, discussion_id: int) -> int:
     serialises writers and a rollback undoes it together with the event, so seqs never have gaps; the unique
     (discussion_id, seq) constraint backs it.
     """
-    return _core(session).execute(_NEXT_SEQ, {"did": discussion_id}).scalar_one()
+    ((seq,),) = _NEXT_SEQ.execute(_core(session), {"did": discussion_id})
+    return seq
 
 
 def _core(session: Session | Connection) -> Connection:
@@ -49,8 +51,8 @@ def append_events(session: Session | Connection, events: list[tuple[PersistedEve
     """Persist events with the seqs the caller took, in one statement; returns them stamped with seq and time."""
     now = utcnow()
     stored = [event.model_copy(update={"seq": seq, "at": now}) for event, seq in events]
-    _core(session).execute(
-        _INSERT_EVENT,
+    _INSERT_EVENT.execute_many(
+        _core(session),
         [
             {
                 "discussion_id": e.discussion_id,

@@ -1,8 +1,8 @@
 """What every agent turn writes: its message row and its start and end events, one transaction each.
 
-These run for every message, so they use SQLAlchemy Core on a plain connection with statements built once
-(bound by name at run time). Building a statement and going through the ORM session cost several times more
-than running it: bench/orchestrator_overhead.py measured ~4 ms of CPU per message that way, most of it here.
+These run for every message, so they are Core statements built once and run on the driver's cursor
+(`backend.prepared`) on a plain connection. Building a statement and going through the ORM session cost several
+times more than running it: bench/orchestrator_overhead.py measured ~4 ms of CPU per message that way.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from backend.events.log import append_event, append_events, next_seq
 from backend.events.schema import TurnCompleted, TurnFailed, TurnStarted
 from backend.models import Discussion, Message, MessageStatus, ModelCall, ParticipantKind
 from backend.models.base import utcnow
+from backend.prepared import Prepared
 
 # Take the next seq and read what decides whether the turn may start: stopped by a person? which budgets?
-_CLAIM = (
+_CLAIM = Prepared(
     update(Discussion)
     .where(Discussion.id == bindparam("did"))  # type: ignore[arg-type]
     .values(last_seq=Discussion.last_seq + bindparam("n"))
@@ -37,10 +38,10 @@ def _upsert(insert_for_dialect):
     ).returning(Message.id)
 
 
-_OPEN = {"sqlite": _upsert(sqlite.insert), "postgresql": _upsert(postgresql.insert)}
-_CLOSE = update(Message).where(Message.id == bindparam("mid"))  # type: ignore[arg-type]
+_OPEN = {"sqlite": Prepared(_upsert(sqlite.insert)), "postgresql": Prepared(_upsert(postgresql.insert))}
+_CLOSE = Prepared(update(Message).where(Message.id == bindparam("mid")))  # type: ignore[arg-type]
 # Completed messages after a seq, only the columns an agent's transcript needs.
-_COMPLETED_AFTER = (
+_COMPLETED_AFTER = Prepared(
     select(Message.seq, Message.author_name, Message.content, Message.author_kind, Message.participant_id)
     .where(
         Message.discussion_id == bindparam("did"),
@@ -91,14 +92,14 @@ def open_turn(
     in the same transaction and with both seqs taken by one UPDATE.
     Returns (message id, the logged TurnStarted, the logged TurnCompleted of `closing` or None).
     """
-    seq, status, reason, budget_tokens, budget_usd = conn.execute(
-        _CLAIM, {"did": started.discussion_id, "n": 2 if closing else 1}
-    ).one()
+    ((seq, status, reason, budget_tokens, budget_usd),) = _CLAIM.execute(
+        conn, {"did": started.discussion_id, "n": 2 if closing else 1}
+    )
     if closing:  # first, so the budget check counts the turn that just ended
         _write_outcome(conn, closing[0], seq - 1, closing[2])
     may_start(status, reason, budget_tokens, budget_usd)
-    message_id = conn.execute(
-        _OPEN[conn.dialect.name],
+    ((message_id,),) = _OPEN[conn.dialect.name].execute(
+        conn,
         {
             "discussion_id": started.discussion_id,
             "participant_id": started.participant_id,
@@ -113,7 +114,7 @@ def open_turn(
             "provider": provider,
             "model": model,
         },
-    ).scalar_one()
+    )
     started = started.model_copy(update={"message_id": message_id})
     if closing:  # both events in one statement
         closed, event = append_events(conn, [(closing[1], seq - 1), (started, seq)])
@@ -130,15 +131,15 @@ def close_turn(conn: Connection, message_id: int, event: TurnCompleted | TurnFai
 
 def _write_outcome(conn: Connection, message_id: int, seq: int, values: dict) -> None:
     """A finished turn's row: its outcome `values`, the seq of the event that closed it, and when."""
-    conn.execute(_CLOSE, {"mid": message_id, "seq": seq, "completed_at": utcnow(), **values})
+    _CLOSE.execute(conn, {"mid": message_id, "seq": seq, "completed_at": utcnow(), **values})
 
 
 def completed_after(conn: Connection, discussion_id: int, after_seq: int) -> list[Row]:
     """Messages completed after `after_seq`, oldest first, as transcript rows."""
     return [
         (seq, author, content, "agent" if kind == ParticipantKind.AGENT else "human", pid)
-        for seq, author, content, kind, pid in conn.execute(
-            _COMPLETED_AFTER, {"did": discussion_id, "after": after_seq}
+        for seq, author, content, kind, pid in _COMPLETED_AFTER.execute(
+            conn, {"did": discussion_id, "after": after_seq}
         )
     ]
 
