@@ -3,8 +3,12 @@
 A "0 ms model" (ScriptedProvider, token_delay=0, ~50-word replies streamed word by word) makes the model free,
 so what is left is Maestro's own cost: the database step of a turn (one transaction closes it and opens the
 next: message rows, TurnCompleted + TurnStarted, the transcript read; see backend/orchestrator/turn_log.py),
-the thread hop of `run_db`, building and publishing ~50 `TokenDelta`s, and the runner's lease. The baseline is a plain asyncio loop making the same calls (same count, same
-replies, same growing transcript, stream consumed) with no persistence and no bus.
+the thread hop of `run_db`, the streamed text (~50 words, one provider delta each, which the engine publishes as
+one `TokenDelta` per event-loop turn: see backend/orchestrator/streamed_text.py; here, where the model yields a
+reply at once, that is one per message; `--token-by-token` makes the model yield to the loop after every word,
+as a network stream that delivers one token per read does, and then every word is a TokenDelta), and the runner's lease. The baseline is a plain asyncio loop
+making the same calls (same count, same replies, same growing transcript, stream consumed) with no persistence
+and no bus.
 
 Both are measured in the same process and run, alternating, `--repeat` times; medians are printed. Then an
 instrumented run splits the engine's time (DB work in the worker thread / thread-hop wait / bus publish /
@@ -141,6 +145,22 @@ def create(agents: int, rounds: int, max_tokens: int) -> int:
 # --- the two loops ---------------------------------------------------------------------------------------
 
 
+def model_class(args):
+    """The 0 ms model: a reply at once, or with `--token-by-token` one word per event-loop turn."""
+    from backend.providers.scripted import ScriptedProvider
+
+    if not args.token_by_token:
+        return ScriptedProvider
+
+    class TokenByToken(ScriptedProvider):
+        async def stream(self, request):
+            async for item in super().stream(request):
+                yield item
+                await asyncio.sleep(0)
+
+    return TokenByToken
+
+
 async def run_engine(
     args, replies, *, bus=None, profiler: cProfile.Profile | None = None
 ) -> tuple[int, float, float, list[int]]:
@@ -161,7 +181,7 @@ async def run_engine(
     def lookup(agent):
         p = providers.get(agent.name)
         if p is None:
-            p = providers[agent.name] = ScriptedProvider(replies[agent.position], token_delay=0)
+            p = providers[agent.name] = model_class(args)(replies[agent.position], token_delay=0)
         return p
 
     runner = Runner(bus=bus, provider_lookup=lookup, lease_seconds=15)
@@ -218,13 +238,12 @@ def check_completed(dids: list[int]) -> None:
 async def run_baseline(args, replies) -> tuple[int, float, float]:
     """The same provider calls from a plain asyncio loop: same count, replies and growing transcript."""
     from backend.providers.base import Completion, GenerationRequest, TokenDelta, TranscriptEntry
-    from backend.providers.scripted import ScriptedProvider
 
     names = [f"Agent{i}" for i in range(args.agents)]
     messages = 0
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(args.discussions):
-        providers = [ScriptedProvider(replies[i], token_delay=0) for i in range(args.agents)]
+        providers = [model_class(args)(replies[i], token_delay=0) for i in range(args.agents)]
         transcript = [TranscriptEntry(author="Host", content="Should Apollo move ...?", author_kind="human")]
         for r in range(1, args.rounds + 1):
             for i, name in enumerate(names):
@@ -295,9 +314,9 @@ async def instrumented_run(args, replies) -> dict[str, float]:
         publish_s = 0.0
         publish_n = 0
 
-        async def publish(self, event):
+        def publish_nowait(self, event):  # `publish` calls it too: every event is counted once
             t = time.perf_counter()
-            await super().publish(event)
+            super().publish_nowait(event)
             TimedBus.publish_s += time.perf_counter() - t
             TimedBus.publish_n += 1
 
@@ -435,7 +454,7 @@ def print_profile(profiler: cProfile.Profile, messages: int, top: int, engine_ms
     commit, n_commit = cum(lambda k: k[2] == "commit" and k[0].endswith("orm/session.py"))
     turn, _ = cum(lambda k: k[2] == "_run_turn" and in_engine(k))
     provider, _ = cum(lambda k: k[2] == "stream" and k[0].endswith("providers/scripted.py"))
-    publish, n_publish = cum(lambda k: k[2] == "publish" and k[0].endswith("events/bus.py"))
+    publish, n_publish = cum(lambda k: k[2] == "publish_nowait" and k[0].endswith("events/bus.py"))
     pyd, n_pyd = cum(lambda k: k[2] == "__init__" and k[0].endswith("pydantic/main.py"))
     steps = [
         (start, n_start, "Engine._start_turn: a turn nothing opened (the first of a run, after people acted)"),
@@ -445,7 +464,7 @@ def print_profile(profiler: cProfile.Profile, messages: int, top: int, engine_ms
         (commit, n_commit, "  session commit (both steps): ORM flush + COMMIT"),
         (provider, n_start, "ScriptedProvider.stream (the 0 ms model, also paid by the baseline)"),
         (pyd, n_pyd, "pydantic BaseModel.__init__ (TokenDelta and other events)"),
-        (publish, n_publish, "InProcessBus.publish"),
+        (publish, n_publish, "InProcessBus.publish_nowait (every event, TokenDeltas included)"),
         (turn - start - finish - provider, n_start, "rest of Engine._run_turn on the loop (deltas, bookkeeping)"),
     ]
     print("  inclusive time of Maestro steps:")
@@ -495,6 +514,7 @@ async def measure(args, replies, label: str) -> dict[str, float]:
     e_cpu = statistics.median(r[2] for r in engine_runs) / n * 1000
     b_cpu = statistics.median(r[2] for r in base_runs) / n * 1000
     subs = f", {args.subscribers} bus subscribers" if args.subscribers else ""
+    subs += ", token by token" if args.token_by_token else ""
     print(
         f"\n== {label} | {args.shape}: {args.discussions} discussion(s) x {args.agents} agents x {args.rounds} rounds"
         f"{subs}; {args.repeat} alternating repeats, medians =="
@@ -565,8 +585,11 @@ def main() -> None:
     ap.add_argument("--agents", type=int, default=3)
     ap.add_argument("--rounds", type=int, help="rounds per discussion (>10 is set in the DB); overrides --shape")
     ap.add_argument("--discussions", type=int, help="discussions run one after another; overrides --shape")
-    ap.add_argument("--words", type=int, default=50, help="words per reply (one TokenDelta per word)")
+    ap.add_argument("--words", type=int, default=50, help="words per reply (one provider delta per word)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--token-by-token", action="store_true", help="the model yields to the loop after every word (both loops)"
+    )
     ap.add_argument("--subscribers", type=int, default=0, help="bus subscribers draining events (open tabs)")
     ap.add_argument("--postgres", action="store_true", help="also run on Postgres (temp database on 127.0.0.1)")
     ap.add_argument("--no-profile", action="store_true")
@@ -600,7 +623,7 @@ def main() -> None:
     load = os.getloadavg()
     print(
         f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} "
-        f"{load[2]:.2f}; replies ~{args.words} words / {avg_bytes:.0f} bytes, one TokenDelta per word"
+        f"{load[2]:.2f}; replies ~{args.words} words / {avg_bytes:.0f} bytes, one provider delta per word"
     )
     print(f"code: {source}")
     if load[0] > (os.cpu_count() or 1):

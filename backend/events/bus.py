@@ -78,8 +78,14 @@ class InProcessBus:
         self._subs: dict[int, set[_QueueSubscription]] = defaultdict(set)
 
     async def publish(self, event: RoomEvent) -> None:
-        for sub in list(self._subs.get(event.discussion_id, ())):
-            sub.offer(event)
+        self.publish_nowait(event)
+
+    def publish_nowait(self, event: RoomEvent) -> None:
+        """`publish` from a callback, which cannot await: fan-out here never waits (see `StreamedText`)."""
+        subs = self._subs.get(event.discussion_id)
+        if subs:
+            for sub in tuple(subs):
+                sub.offer(event)
 
     async def subscribe(self, discussion_id: int, *, text: bool = True) -> Subscription:
         sub = _QueueSubscription(self, discussion_id, text)

@@ -34,7 +34,6 @@ from backend.events.schema import (
     PersistedEvent,
     RunStarted,
     StepReport,
-    TokenDelta,
     TurnCompleted,
     TurnFailed,
     TurnStarted,
@@ -64,6 +63,7 @@ from backend.orchestrator.context_budget import (
 )
 from backend.orchestrator.deciding import DecisionPhase, needs_approval
 from backend.orchestrator.fanout import AllFailed, FanoutOutcome, FanoutTask, fan_out
+from backend.orchestrator.streamed_text import StreamedText
 from backend.protocols import get_protocol
 from backend.protocols.open_floor import fallback_pick
 from backend.protocols.round_robin import RoundRobin, Turn
@@ -899,23 +899,20 @@ class Engine:
         try:
             provider = await self.provider_for(agent)
             request = await self._fit(provider, agent, system, transcript, discussion.max_tokens_per_turn)
-            # The per-token path: names looked up once (agent.id would be an ORM attribute read per token).
-            publish, did, seq, pid, offset = self.bus.publish, self.discussion_id, live.start_seq, agent.id, 0
-            async with clock:
-                async for item in provider.stream(request):
-                    if isinstance(item, ProviderDelta):
-                        piece = item.text
-                        if not piece:
-                            continue
-                        if first_token is None:
-                            first_token = time.monotonic() - t0
-                        live.text += piece
-                        await publish(
-                            TokenDelta(discussion_id=did, start_seq=seq, participant_id=pid, offset=offset, text=piece)
-                        )
-                        offset += len(piece)
-                    else:
-                        completion = item
+            text = StreamedText(self.bus, live, self.discussion_id, live.start_seq, agent.id)
+            try:
+                async with clock:
+                    async for item in provider.stream(request):
+                        if isinstance(item, ProviderDelta):
+                            if not item.text:
+                                continue
+                            if first_token is None:
+                                first_token = time.monotonic() - t0
+                            await text.add(item.text)
+                        else:
+                            completion = item
+            finally:  # the text streamed so far goes out before the turn's outcome (or failure)
+                text.flush()
             if completion is None:
                 raise ProviderError(ErrorKind.CONNECTION, "The stream ended without a final message.")
             if not completion.text.strip():
@@ -982,9 +979,10 @@ class Engine:
         assert agent.id is not None
         model = agent.model or ""
         newest = 1 << 62  # the speaker cue has no seq: it is always newer than anything summarised
-        seqs = [*(row[0] for row in self._transcript[: len(transcript) - 1]), newest]
         cached = self._summaries.get(agent.id)
+        seqs: list[int] = []
         if cached:
+            seqs = [*(row[0] for row in self._transcript[: len(transcript) - 1]), newest]
             covered_seq, text = cached
             later = [(e, q) for e, q in zip(transcript[1:], seqs[1:], strict=True) if q > covered_seq]
             transcript = [transcript[0], summary_entry(text), *(e for e, _ in later)]
@@ -1001,6 +999,7 @@ class Engine:
         if fitted.summary_usage is not None:
             await self.record_call(agent, "summary", fitted.summary_usage, 0)
         if fitted.summary and fitted.covered:
+            seqs = seqs or [*(row[0] for row in self._transcript[: len(transcript) - 1]), newest]
             covered_seq = max(q for q in seqs[1 : fitted.covered + 1] if q < newest)
             self._summaries[agent.id] = (covered_seq, fitted.summary)
             event = await self.db.run(
