@@ -272,7 +272,8 @@ def repair_json(text: str) -> str | None:
     """The first JSON object in `text`, made parseable by deterministic fixes; None when none can be found.
 
     Fixes, in order: take the content of a Markdown code fence; cut the first balanced {...} that parses out of any
-    prose around it; drop trailing commas before } and ]; and, only when that still does not parse, read it as a
+    prose around it; drop trailing commas before } and ]; escape raw line breaks and tabs inside strings; and, only
+    when that still does not parse, read it as a
     Python-style dict (single-quoted strings, True/False/None), keeping the change only if it then parses. A reply
     cut off mid-object is not completed: inventing its end would invent data.
     """
@@ -283,6 +284,9 @@ def repair_json(text: str) -> str | None:
         candidate = _drop_trailing_commas(block)
         if _parses(candidate):
             return candidate
+        unescaped = _escape_control_characters(candidate)
+        if unescaped is not None:
+            return unescaped
         pythonic = _python_dict_to_json(block)
         if pythonic is not None:
             pythonic = _drop_trailing_commas(pythonic)
@@ -290,6 +294,18 @@ def repair_json(text: str) -> str | None:
                 return pythonic
         first = first or candidate
     return first  # still invalid: validation reports where
+
+
+def _escape_control_characters(text: str) -> str | None:
+    """`text` with raw newlines and tabs inside its strings escaped, when that is all that keeps it from parsing.
+
+    Small models write a line break inside a JSON string even under a grammar (the offline model does, now and
+    then, in a ballot's reason); JSON forbids it, but the meaning is unambiguous.
+    """
+    try:
+        return json.dumps(json.loads(text, strict=False), ensure_ascii=False)
+    except ValueError:
+        return None
 
 
 def _parses(text: str) -> bool:

@@ -201,6 +201,11 @@ async def test_generate_structured_sends_the_model_schema_by_default() -> None:
         ('{"note": "it\'s fine, isn\'t it"}', {"note": "it's fine, isn't it"}),
         ('Use {braces} like this. {"a": 2}', {"a": 2}),
         ('{"a": "x"} and later {"b": 1}', {"a": "x"}),
+        # a raw line break and tab inside a string (the offline model's ballots, now and then)
+        (
+            '{"ranking": ["B"], "reason": "Simple\n\tand proven,"}',
+            {"ranking": ["B"], "reason": "Simple\n\tand proven,"},
+        ),
     ],
 )
 def test_repair_json(text: str, expected: dict[str, Any]) -> None:
