@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Protocol
@@ -15,6 +16,7 @@ from typing import Protocol
 from backend.events.schema import RoomEvent, TokenDelta, parse_event
 
 QUEUE_LIMIT = 5_000
+log = logging.getLogger(__name__)
 
 
 class Lagged(Exception):
@@ -131,15 +133,53 @@ class _RedisSubscription:
 
 
 class RedisBus:
-    """Redis pub/sub, so a runner on one worker reaches followers on every worker."""
+    """Redis pub/sub, so a runner on one worker reaches followers on every worker.
+
+    Events leave through one outbox, in the order they were given: one sender task sends whatever has queued in
+    a single pipeline (one round trip however many), `publish` returns once its event is sent (a Redis error is
+    raised there), and `publish_nowait` queues without waiting (for streamed text; an error is logged).
+    """
 
     def __init__(self, url: str) -> None:
         import redis.asyncio as redis
 
         self._redis = redis.from_url(url)
+        self._outbox: list[tuple[str, str, asyncio.Future | None]] = []
+        self._sender: asyncio.Task | None = None
 
     async def publish(self, event: RoomEvent) -> None:
-        await self._redis.publish(_channel(event.discussion_id), event.model_dump_json())
+        sent = asyncio.get_running_loop().create_future()
+        self._queue(event, sent)
+        await sent
+
+    def publish_nowait(self, event: RoomEvent) -> None:
+        self._queue(event, None)
+
+    def _queue(self, event: RoomEvent, sent: asyncio.Future | None) -> None:
+        self._outbox.append((_channel(event.discussion_id), event.model_dump_json(), sent))
+        loop = asyncio.get_running_loop()
+        if self._sender is None or self._sender.done() or self._sender.get_loop() is not loop:
+            self._sender = loop.create_task(self._send())
+
+    async def _send(self) -> None:
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            error: Exception | None = None
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for channel, payload, _ in batch:
+                        pipe.publish(channel, payload)
+                    await pipe.execute()
+            except Exception as exc:  # Redis unreachable: whoever awaits learns it; streamed text is only logged
+                error = exc
+                if not any(sent is not None for *_, sent in batch):
+                    log.warning("could not publish %d event(s) to Redis: %s", len(batch), exc)
+            for *_, sent in batch:
+                if sent is not None and not sent.done():
+                    if error is None:
+                        sent.set_result(None)
+                    else:
+                        sent.set_exception(error)
 
     async def subscribe(self, discussion_id: int, *, text: bool = True) -> Subscription:
         pubsub = self._redis.pubsub()
@@ -152,6 +192,9 @@ class RedisBus:
         return _RedisSubscription(pubsub, discussion_id, text)
 
     async def close(self) -> None:
+        if self._sender is not None and self._sender.get_loop() is asyncio.get_running_loop():
+            with contextlib.suppress(Exception):
+                await self._sender  # what was queued goes out first
         await self._redis.aclose()
 
 

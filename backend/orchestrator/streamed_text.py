@@ -4,7 +4,8 @@ Tokens often arrive together: an SDK parses several from one network read, and t
 bench/orchestrator_overhead.py yields a whole reply at once. Every TokenDelta costs the engine ~2 µs and every
 follower a frame, so the pieces that arrive before the engine next waits are joined. The first piece schedules
 the flush with `call_soon`, which runs as soon as the engine yields to the loop: no timer, and no piece waits
-for a later one. A bus that can only publish by awaiting (Redis) gets each piece as it comes.
+for a later one. Both buses queue without waiting (`publish_nowait`; Redis sends its outbox in order); a bus that
+can only publish by awaiting gets each piece as it comes.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import pytest
 
 from backend.events.bus import RedisBus
 from backend.events.follower import Follower
-from backend.events.schema import DiscussionFinished, HumanMessagePosted, TurnCompleted
+from backend.events.schema import DiscussionFinished, HumanMessagePosted, TokenDelta, TurnCompleted
 from backend.orchestrator.runner import Runner
 from backend.providers import registry
 from backend.providers.scripted import ScriptedProvider
@@ -49,6 +49,45 @@ async def test_events_cross_workers_in_order(two_workers):
     await sub.close()
     assert [e.seq for e in got] == list(range(1, 21))
     assert all(isinstance(e, HumanMessagePosted) for e in got)
+
+
+async def test_text_queued_without_waiting_and_awaited_events_keep_their_order(two_workers):
+    worker_a, worker_b = two_workers
+    did = int(uuid.uuid4().int % 1_000_000) + 2_000_000
+    sub = await worker_b.subscribe(did)
+    offset = 0
+    for i in range(5):
+        for word in ("Postgres ", "for ", "Apollo. "):  # streamed text: queued, sent with what follows
+            worker_a.publish_nowait(
+                TokenDelta(discussion_id=did, start_seq=i + 1, participant_id=1, offset=offset, text=word)
+            )
+            offset += len(word)
+        await worker_a.publish(  # a persisted event: returns once sent, after the text queued before it
+            HumanMessagePosted(discussion_id=did, seq=i + 1, message_id=i, author_name="A", content=str(i))
+        )
+    got = []
+    async with asyncio.timeout(5):
+        async for event in sub:
+            got.append(event)
+            if len(got) == 20:
+                break
+    await sub.close()
+    assert [type(e).__name__ for e in got[:4]] == ["TokenDelta"] * 3 + ["HumanMessagePosted"]
+    assert [e.offset for e in got if isinstance(e, TokenDelta)] == sorted(
+        e.offset for e in got if isinstance(e, TokenDelta)
+    )
+    assert [e.seq for e in got if isinstance(e, HumanMessagePosted)] == [1, 2, 3, 4, 5]
+
+
+async def test_an_unreachable_redis_is_an_error_for_whoever_awaits_and_a_log_line_for_text(caplog):
+    bus = RedisBus("redis://127.0.0.1:1/0")  # nothing listens there
+    text = TokenDelta(discussion_id=1, start_seq=1, participant_id=1, offset=0, text="hi")
+    bus.publish_nowait(text)
+    with pytest.raises(Exception, match=r"(?i)connect"):
+        await bus.publish(HumanMessagePosted(discussion_id=1, seq=1, message_id=1, author_name="A", content="x"))
+    bus.publish_nowait(text)
+    await bus.close()
+    assert "could not publish 1 event(s) to Redis" in caplog.text
 
 
 async def test_a_discussion_run_on_one_worker_streams_to_a_viewer_on_another(database, two_workers):
