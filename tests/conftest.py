@@ -67,6 +67,16 @@ def database(request) -> str:
     return request.getfixturevalue(f"{request.param}_db")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_sign_in_counts() -> Iterator[None]:
+    """Failed sign-ins are counted per process (or in Redis): no test inherits another's."""
+    from backend.humans import sign_in_limit
+
+    sign_in_limit.reset()
+    yield
+    sign_in_limit.reset()
+
+
 @pytest.fixture
 def bus():
     """A fresh in-process bus installed as the process-wide bus."""

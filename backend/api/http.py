@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from backend.db import run_db
 from backend.humans import accounts, membership
 from backend.models import User
-from backend.services.errors import Forbidden, InputError, NotFound
+from backend.services.errors import Forbidden, InputError, NotFound, TooManyAttempts
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,10 @@ def endpoint(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Req
             return await handler(request)
         except ApiError as err:
             return err.response()
+        except TooManyAttempts as err:
+            response = ApiError(429, str(err), err.errors).response()
+            response.headers["Retry-After"] = str(err.retry_after)
+            return response
         except InputError as err:
             return ApiError(422, str(err), err.errors).response()
         except Forbidden as err:

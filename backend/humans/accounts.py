@@ -7,6 +7,7 @@ id the browser sends.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
 from datetime import timedelta
@@ -19,10 +20,10 @@ from sqlmodel import select
 
 from backend import clock
 from backend.db import session_scope
-from backend.humans import audit
+from backend.humans import audit, sign_in_limit
 from backend.models import AuthSession, User
 from backend.models.base import as_utc
-from backend.services.errors import InputError
+from backend.services.errors import InputError, TooManyAttempts
 
 SESSION_DAYS = 30
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,39}$")
@@ -66,8 +67,18 @@ def sign_up(username: str, password: str, display_name: str = "") -> tuple[User,
 
 
 def log_in(username: str, password: str) -> tuple[User, str]:
-    """Check the password; returns the user and a new session token, or a single vague error."""
+    """Check the password; returns the user and a new session token, or a single vague error.
+
+    After too many failures for one username (see `sign_in_limit`) every attempt is refused for a while, unknown
+    usernames alike (no user enumeration), without checking the password.
+    """
     name = normalise_username(username)
+    wait = sign_in_limit.wait_seconds(name)
+    if wait:
+        minutes = math.ceil(wait / 60)
+        raise TooManyAttempts(
+            {"password": f"Too many failed sign-ins for this account. Try again in {minutes} min."}, retry_after=wait
+        )
     with session_scope() as s:
         user = s.exec(select(User).where(User.username == name)).first()
     try:
@@ -75,7 +86,9 @@ def log_in(username: str, password: str) -> tuple[User, str]:
     except (VerificationError, InvalidHashError):
         user = None
     if user is None:
+        sign_in_limit.failed(name)
         raise InputError({"password": "Wrong username or password."})
+    sign_in_limit.succeeded(name)
     return user, _new_session(user)
 
 

@@ -11,6 +11,14 @@ class InputError(ValueError):
         self.errors = errors
 
 
+class TooManyAttempts(InputError):
+    """Bad input repeated too often (failed sign-ins): refused for `retry_after` seconds, whatever is sent."""
+
+    def __init__(self, errors: dict[str, str], retry_after: int) -> None:
+        super().__init__(errors)
+        self.retry_after = retry_after
+
+
 class NotFound(LookupError):
     """The thing asked for does not exist."""
 

@@ -267,6 +267,19 @@ def _until(client: httpx.Client, path: str, headers: dict, ready, wait_s: float 
         time.sleep(0.05)
 
 
+def test_a_client_guessing_passwords_is_told_to_wait_with_429_and_retry_after(api):
+    from backend.humans import sign_in_limit
+
+    person("alex")
+    with httpx.Client(base_url=api) as client:
+        for _ in range(sign_in_limit.MAX_FAILURES):
+            r = client.post("/api/session", json={"username": "alex", "password": "guess"})
+            assert r.status_code == 422
+        r = client.post("/api/session", json={"username": "alex", "password": PASSWORD})
+        assert r.status_code == 429 and "Too many failed sign-ins" in r.json()["fields"]["password"]
+        assert 0 < int(r.headers["retry-after"]) <= sign_in_limit.WINDOW_MINUTES * 60
+
+
 def test_the_apollo_story_through_the_api_ends_in_a_decision_the_cto_approves(api, monkeypatch):
     monkeypatch.setattr(polls, "CHANGE_OF_MIND_S", 0.5)
     registry.register_provider("scripted", ScriptedProvider(model_reply))
