@@ -115,6 +115,8 @@ def _lane_worker(steps: queue.SimpleQueue) -> None:
         loop, done, call = step
         try:
             outcome, failed = call(), False
+        except StopIteration as exc:  # a future cannot hold StopIteration (the caller would wait for ever)
+            outcome, failed = RuntimeError(f"a database step raised StopIteration: {exc!r}"), True
         except BaseException as exc:  # the awaiting coroutine re-raises it
             outcome, failed = exc, True
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is waiting

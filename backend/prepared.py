@@ -10,12 +10,14 @@ scalar defaults. The cursor is the caller's `Connection`'s own, so these stateme
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Enum, Float, Integer, String
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -28,6 +30,7 @@ class _Plan:
     order: tuple[str, ...] | None  # positional paramstyles: the names in placeholder order; None for named ones
     process: tuple[tuple[str, Callable[[Any], Any]], ...]  # bind processors, for the names that have one
     defaults: tuple[tuple[str, Any], ...]  # omitted columns' scalar defaults, and the statement's own literals
+    returns_rows: bool  # a SELECT, or DML with an explicit RETURNING
 
 
 def _as_the_driver_gives(type_: TypeEngine) -> bool:
@@ -45,13 +48,13 @@ class Prepared:
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
-        self._plans: dict[tuple[str, frozenset[str]], _Plan] = {}
+        self._plans: dict[tuple[str, str, str, frozenset[str]], _Plan] = {}
 
     def _plan(self, dialect: Dialect, keys: Iterable[str]) -> _Plan:
-        key = (dialect.name, frozenset(keys))
+        key = (dialect.name, dialect.driver, dialect.paramstyle, frozenset(keys))
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = _compile(self.statement, dialect, sorted(key[1]))
+            plan = self._plans[key] = _compile(self.statement, dialect, sorted(key[3]))
         return plan
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> list[tuple]:
@@ -60,24 +63,36 @@ class Prepared:
         Rows are the driver's own tuples, so only integer, text and float columns may be read (checked when the
         statement is compiled): SQLite returns timestamps as text, which SQLAlchemy would have parsed."""
         plan = self._plan(conn.dialect, params)
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(plan.sql, _bind(plan, params))
-            rows = cursor.fetchall() if cursor.description else []
-        finally:
-            cursor.close()
-        return rows
+        bound = _bind(plan, params)
+        with _driver_cursor(conn, plan.sql, bound) as cursor:
+            cursor.execute(plan.sql, bound)
+            return cursor.fetchall() if plan.returns_rows else []
 
     def execute_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run the statement once per parameter set (an INSERT of several rows), in `conn`'s transaction."""
         if not rows:
             return
         plan = self._plan(conn.dialect, rows[0])
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.executemany(plan.sql, [_bind(plan, params) for params in rows])
-        finally:
-            cursor.close()
+        bound = [_bind(plan, params) for params in rows]
+        with _driver_cursor(conn, plan.sql, bound) as cursor:
+            cursor.executemany(plan.sql, bound)
+
+
+@contextmanager
+def _driver_cursor(conn: Connection, sql: str, params: Any) -> Iterator[Any]:
+    """A cursor in `conn`'s transaction (begun here if the connection has none, as `conn.execute` would), whose
+    driver errors come out as SQLAlchemy's (an IntegrityError is `sqlalchemy.exc.IntegrityError`, as callers
+    catch it)."""
+    if not conn.in_transaction():
+        conn.begin()
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(sql, params, exc, dbapi.Error, dialect=conn.dialect) from exc
+    finally:
+        cursor.close()
 
 
 def _bind(plan: _Plan, params: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
@@ -90,7 +105,10 @@ def _bind(plan: _Plan, params: Mapping[str, Any]) -> Sequence[Any] | dict[str, A
 
 
 def _compile(statement: Executable, dialect: Dialect, keys: list[str]) -> _Plan:
-    compiled = statement.compile(dialect=dialect, column_keys=keys)  # type: ignore[call-arg]
+    # for_executemany: no implicit RETURNING of the primary key (Postgres would add it to a plain INSERT).
+    compiled = statement.compile(dialect=dialect, column_keys=keys, for_executemany=True)  # type: ignore[call-arg]
+    if compiled.post_compile_params or compiled.literal_execute_params:  # e.g. IN (...) expanded per execution
+        raise ValueError(f"{statement!r}: a bind expanded at execution time needs SQLAlchemy's execution")
     if getattr(compiled, "update_prefetch", None):
         raise ValueError(f"{statement!r}: an onupdate default needs SQLAlchemy's execution; pass the column's value")
     defaults: list[tuple[str, Any]] = []
@@ -100,7 +118,9 @@ def _compile(statement: Executable, dialect: Dialect, keys: list[str]) -> _Plan:
         defaults.append((column.key, column.default.arg))
     process = []
     for name, bind in compiled.binds.items():
-        if name not in keys and not bind.required and bind.value is not None:  # a literal in the statement
+        if bind.callable is not None:
+            raise ValueError(f"{statement!r}: bind {name} takes its value from a callable; pass it instead")
+        if name not in keys and not bind.required:  # a literal in the statement (None too)
             defaults.append((name, bind.value))
         processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if processor is not None:
@@ -109,4 +129,5 @@ def _compile(statement: Executable, dialect: Dialect, keys: list[str]) -> _Plan:
         if not _as_the_driver_gives(column.type):
             raise ValueError(f"{statement!r}: {column} would need SQLAlchemy's result processing")
     order = tuple(compiled.positiontup) if dialect.positional else None  # type: ignore[arg-type]
-    return _Plan(compiled.string, order, tuple(process), tuple(defaults))
+    returns_rows = statement.is_select or bool(getattr(statement, "_returning", ()))  # type: ignore[attr-defined]
+    return _Plan(compiled.string, order, tuple(process), tuple(defaults), returns_rows)

@@ -164,7 +164,7 @@ class RedisBus:
     async def _send(self) -> None:
         while self._outbox:
             batch, self._outbox = self._outbox, []
-            error: Exception | None = None
+            error: BaseException | None = None
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for channel, payload, _ in batch:
@@ -174,12 +174,12 @@ class RedisBus:
                 error = exc
                 if not any(sent is not None for *_, sent in batch):
                     log.warning("could not publish %d event(s) to Redis: %s", len(batch), exc)
-            for *_, sent in batch:
-                if sent is not None and not sent.done():
-                    if error is None:
-                        sent.set_result(None)
-                    else:
-                        sent.set_exception(error)
+            except BaseException as exc:  # the sender itself is cancelled (shutdown): nobody may wait for ever
+                error = exc
+                raise
+            finally:
+                for *_, sent in batch:
+                    _settle(sent, error)
 
     async def subscribe(self, discussion_id: int, *, text: bool = True) -> Subscription:
         pubsub = self._redis.pubsub()
@@ -193,9 +193,21 @@ class RedisBus:
 
     async def close(self) -> None:
         if self._sender is not None and self._sender.get_loop() is asyncio.get_running_loop():
-            with contextlib.suppress(Exception):
-                await self._sender  # what was queued goes out first
+            await asyncio.wait([self._sender])  # what was queued goes out first (its failure was reported there)
         await self._redis.aclose()
+
+
+def _settle(sent: asyncio.Future | None, error: BaseException | None) -> None:
+    """Tell whoever awaits an event in the outbox how its sending ended."""
+    if sent is None or sent.done():
+        return
+    with contextlib.suppress(RuntimeError):  # its loop has closed: nobody is waiting
+        if error is None:
+            sent.set_result(None)
+        elif isinstance(error, asyncio.CancelledError):
+            sent.cancel()
+        else:
+            sent.set_exception(error)
 
 
 _bus: Bus | None = None

@@ -73,7 +73,7 @@ def log_in(username: str, password: str) -> tuple[User, str]:
     usernames alike (no user enumeration), without checking the password.
     """
     name = normalise_username(username)
-    wait = sign_in_limit.wait_seconds(name)
+    wait = sign_in_limit.attempt(name)
     if wait:
         minutes = math.ceil(wait / 60)
         raise TooManyAttempts(
@@ -86,7 +86,6 @@ def log_in(username: str, password: str) -> tuple[User, str]:
     except (VerificationError, InvalidHashError):
         user = None
     if user is None:
-        sign_in_limit.failed(name)
         raise InputError({"password": "Wrong username or password."})
     sign_in_limit.succeeded(name)
     return user, _new_session(user)

@@ -1,14 +1,19 @@
-"""Failed sign-ins per account: after MAX_FAILURES within WINDOW, that account's sign-in is refused until the
-oldest failure leaves the window, even with the right password, so guessing a password online stays slow.
+"""Failed sign-ins per account: after MAX_FAILURES attempts within WINDOW without a success, that account's
+sign-in is refused until the oldest attempt leaves the window, even with the right password, so guessing a
+password online stays slow.
 
 Counted by the `limits` library in a moving window: in this process by default, in Redis when REDIS_URL is set
-(every worker then shares one count). Only failures count, and a successful sign-in clears them. The cost: a
-stranger can lock an account out for WINDOW by failing on purpose; a person who is locked out is told how long.
+(every worker then shares one count). An attempt is counted before its password is checked, in one atomic step,
+so parallel guesses cannot all slip in before the first failure is recorded; a successful sign-in clears the
+count. The cost: a stranger can lock an account out for WINDOW by failing on purpose; a person who is locked out
+is told how long. If the count cannot be reached (Redis down), sign-in goes on without it and the error is logged.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import time
 from functools import lru_cache
 
@@ -16,8 +21,13 @@ from limits import RateLimitItemPerMinute, storage, strategies
 
 from backend.config import get_settings
 
+log = logging.getLogger(__name__)
 MAX_FAILURES = 10
 WINDOW_MINUTES = 15
+_MAX_KEY = 200
+# Redis counts atomically (a script); the in-process storage can let two threads past on an account's first
+# attempts (each makes the key's lock), so this process takes its attempts one at a time: a hit is microseconds.
+_counting = threading.Lock()
 
 
 @lru_cache
@@ -30,21 +40,26 @@ def _item() -> RateLimitItemPerMinute:
     return RateLimitItemPerMinute(MAX_FAILURES, WINDOW_MINUTES)
 
 
-def wait_seconds(username: str) -> int:
-    """0 when `username` may try to sign in now; otherwise how many seconds until it may."""
-    limiter, item = _limiter(), _item()
-    if limiter.test(item, "sign-in", username):
+def attempt(username: str) -> int:
+    """Count a sign-in attempt for `username`: 0 when it may go ahead, else the seconds until one may."""
+    limiter, item, key = _limiter(), _item(), username[:_MAX_KEY]
+    try:
+        with _counting:
+            if limiter.hit(item, "sign-in", key):
+                return 0
+            reset_at = limiter.get_window_stats(item, "sign-in", key).reset_time
+    except Exception:
+        log.exception("the sign-in limit could not be checked; the attempt goes ahead")
         return 0
-    reset_at = limiter.get_window_stats(item, "sign-in", username).reset_time
     return max(1, math.ceil(reset_at - time.time()))
 
 
-def failed(username: str) -> None:
-    _limiter().hit(_item(), "sign-in", username)
-
-
 def succeeded(username: str) -> None:
-    _limiter().clear(_item(), "sign-in", username)
+    """The password was right: the attempts before it no longer count."""
+    try:
+        _limiter().clear(_item(), "sign-in", username[:_MAX_KEY])
+    except Exception:
+        log.exception("the sign-in limit could not be cleared")
 
 
 def reset() -> None:

@@ -36,7 +36,9 @@ class StreamedText:
         """Append `piece`; it is published before the engine next waits (at once on a bus that must await)."""
         self._live.text += piece
         if self._offer is None:
-            await self._publish(self._delta())
+            delta = self._delta()
+            await self._publish(delta)
+            self._sent = delta.offset + len(delta.text)
         elif self._flush is None:
             self._flush = asyncio.get_running_loop().call_soon(self.flush)
 
@@ -46,13 +48,12 @@ class StreamedText:
             self._flush.cancel()
             self._flush = None
         if self._offer is not None and len(self._live.text) > self._sent:
-            self._offer(self._delta())
+            delta = self._delta()
+            self._offer(delta)
+            self._sent = delta.offset + len(delta.text)  # only once it is out: a failed offer is offered again
 
     def _delta(self) -> TokenDelta:
+        """What is not yet published, from where the published text ends."""
         did, seq, pid = self._ids
-        text = self._live.text
-        delta = TokenDelta(
-            discussion_id=did, start_seq=seq, participant_id=pid, offset=self._sent, text=text[self._sent :]
-        )
-        self._sent = len(text)
-        return delta
+        text = self._live.text[self._sent :]
+        return TokenDelta(discussion_id=did, start_seq=seq, participant_id=pid, offset=self._sent, text=text)

@@ -4,6 +4,8 @@ Redis."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from backend.config import get_settings
@@ -47,6 +49,24 @@ def test_a_successful_sign_in_clears_the_failures_before_it(sqlite_db) -> None:
     accounts.log_in("sam", RIGHT)
     _fail("sam", sign_in_limit.MAX_FAILURES - 1)
     assert accounts.log_in("sam", RIGHT)[0].username == "sam"
+
+
+def test_guesses_sent_in_parallel_get_no_more_password_checks_than_the_limit(sqlite_db) -> None:
+    person("sam")
+
+    def guess(i: int) -> str:
+        try:
+            accounts.log_in("sam", f"guess {i}")
+        except TooManyAttempts:
+            return "refused"
+        except InputError:
+            return "checked"
+        return "signed in"
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        outcomes = list(pool.map(guess, range(30)))
+    assert outcomes.count("checked") == sign_in_limit.MAX_FAILURES
+    assert outcomes.count("refused") == 30 - sign_in_limit.MAX_FAILURES
 
 
 @pytest.mark.redis

@@ -36,6 +36,8 @@ async def test_a_failing_step_raises_in_the_caller_and_the_lane_goes_on() -> Non
     try:
         with pytest.raises(ValueError, match="locked"):
             await lane.run(boom)
+        with pytest.raises(RuntimeError, match="StopIteration"):  # a future cannot carry StopIteration itself
+            await asyncio.wait_for(lane.run(next, iter(())), 5)
         assert await lane.run(lambda: 42) == 42
     finally:
         lane.close()

@@ -19,6 +19,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
 from backend.prepared import Prepared
 
@@ -84,3 +85,25 @@ def test_a_rolled_back_transaction_takes_the_prepared_writes_with_it(engine) -> 
 def test_columns_the_driver_would_return_raw_are_refused_when_compiled(engine) -> None:
     with engine.begin() as conn, pytest.raises(ValueError, match="result processing"):
         Prepared(select(things.c.at)).execute(conn, {})
+
+
+def test_a_constraint_broken_by_a_prepared_statement_is_sqlalchemy_s_integrity_error(engine) -> None:
+    add = Prepared(insert(things))
+    with pytest.raises(IntegrityError), engine.begin() as conn:  # as callers of append_event catch it
+        add.execute(conn, {"id": 1, "name": "a"})
+        add.execute(conn, {"id": 1, "name": "b"})
+
+
+def test_a_connection_without_a_transaction_gets_one_so_its_commit_keeps_the_write(engine) -> None:
+    with engine.connect() as conn:
+        Prepared(insert(things)).execute(conn, {"name": "kept"})
+        conn.commit()
+    with engine.connect() as conn:
+        assert conn.execute(select(things.c.name)).scalars().all() == ["kept"]
+
+
+def test_binds_expanded_at_execution_time_are_refused_when_compiled(engine) -> None:
+    with engine.begin() as conn, pytest.raises(ValueError, match="expanded at execution time"):
+        Prepared(select(things.c.name).where(things.c.id.in_(bindparam("ids", expanding=True)))).execute(
+            conn, {"ids": [1, 2]}
+        )

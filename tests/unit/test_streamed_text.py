@@ -57,7 +57,7 @@ async def test_flush_sends_the_rest_at_once_and_the_scheduled_flush_sends_nothin
 async def test_a_bus_that_must_await_gets_every_piece_as_it_comes() -> None:
     sent: list[TokenDelta] = []
 
-    class AwaitingBus:  # like RedisBus: no publish_nowait
+    class AwaitingBus:  # a bus without publish_nowait
         async def publish(self, event) -> None:
             sent.append(event)
 
