@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 MAX_FAILURES = 10
 WINDOW_MINUTES = 15
 _MAX_KEY = 200
-# Redis counts atomically (a script); the in-process storage can let two threads past on an account's first
-# attempts (each makes the key's lock), so this process takes its attempts one at a time: a hit is microseconds.
+# Redis counts atomically (a script), but this process must not let two threads past together: on first use each
+# could make its own limiter (and in-memory storage), and that storage makes a key's lock unlocked. Attempts here
+# are counted one at a time; a hit takes microseconds.
 _counting = threading.Lock()
 
 
@@ -42,9 +43,10 @@ def _item() -> RateLimitItemPerMinute:
 
 def attempt(username: str) -> int:
     """Count a sign-in attempt for `username`: 0 when it may go ahead, else the seconds until one may."""
-    limiter, item, key = _limiter(), _item(), username[:_MAX_KEY]
+    item, key = _item(), username[:_MAX_KEY]
     try:
         with _counting:
+            limiter = _limiter()  # made under the lock too: two first callers would each make their own storage
             if limiter.hit(item, "sign-in", key):
                 return 0
             reset_at = limiter.get_window_stats(item, "sign-in", key).reset_time
