@@ -25,9 +25,8 @@ log = logging.getLogger(__name__)
 MAX_FAILURES = 10
 WINDOW_MINUTES = 15
 _MAX_KEY = 200
-# Redis counts atomically (a script), but this process must not let two threads past together: on first use each
-# could make its own limiter (and in-memory storage), and that storage makes a key's lock unlocked. Attempts here
-# are counted one at a time; a hit takes microseconds.
+# Attempts in this process are counted one at a time (a hit takes microseconds): on first use two threads would
+# each make their own limiter, and with it their own in-memory count (lru_cache does not stop that).
 _counting = threading.Lock()
 
 
