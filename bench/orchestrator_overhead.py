@@ -3,12 +3,12 @@
 A "0 ms model" (ScriptedProvider, token_delay=0, ~50-word replies streamed word by word) makes the model free,
 so what is left is Maestro's own cost: the database step of a turn (one transaction closes it and opens the
 next: message rows, TurnCompleted + TurnStarted, the transcript read; see backend/orchestrator/turn_log.py),
-the thread hop of `run_db`, the streamed text (~50 words, one provider delta each, which the engine publishes as
-one `TokenDelta` per event-loop turn: see backend/orchestrator/streamed_text.py; here, where the model yields a
-reply at once, that is one per message; `--token-by-token` makes the model yield to the loop after every word,
-as a network stream that delivers one token per read does, and then every word is a TokenDelta), and the runner's lease. The baseline is a plain asyncio loop
-making the same calls (same count, same replies, same growing transcript, stream consumed) with no persistence
-and no bus.
+the thread hop of `run_db`, the streamed text and the runner's lease. The text is ~50 words, one provider delta
+each, which the engine publishes as one `TokenDelta` per event-loop turn (backend/orchestrator/streamed_text.py):
+here, where the model yields a reply at once, one per message; with `--token-by-token` the model yields to the
+loop after every word, as a network stream that delivers one token per read does, and every word is a TokenDelta.
+The baseline is a plain asyncio loop making the same calls (same count, same replies, same growing transcript,
+stream consumed) with no persistence and no bus.
 
 Both are measured in the same process and run, alternating, `--repeat` times; medians are printed. Then an
 instrumented run splits the engine's time (DB work in the worker thread / thread-hop wait / bus publish /
@@ -175,13 +175,14 @@ async def run_engine(
     from backend.providers.scripted import ScriptedProvider
 
     dids = [create(args.agents, args.rounds, args.max_tokens) for _ in range(args.discussions)]
+    model = model_class(args)  # made before the clock starts, as the baseline's
     bus = bus or InProcessBus()
     providers: dict[str, ScriptedProvider] = {}
 
     def lookup(agent):
         p = providers.get(agent.name)
         if p is None:
-            p = providers[agent.name] = model_class(args)(replies[agent.position], token_delay=0)
+            p = providers[agent.name] = model(replies[agent.position], token_delay=0)
         return p
 
     runner = Runner(bus=bus, provider_lookup=lookup, lease_seconds=15)
@@ -240,10 +241,11 @@ async def run_baseline(args, replies) -> tuple[int, float, float]:
     from backend.providers.base import Completion, GenerationRequest, TokenDelta, TranscriptEntry
 
     names = [f"Agent{i}" for i in range(args.agents)]
+    model = model_class(args)
     messages = 0
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(args.discussions):
-        providers = [model_class(args)(replies[i], token_delay=0) for i in range(args.agents)]
+        providers = [model(replies[i], token_delay=0) for i in range(args.agents)]
         transcript = [TranscriptEntry(author="Host", content="Should Apollo move ...?", author_kind="human")]
         for r in range(1, args.rounds + 1):
             for i, name in enumerate(names):

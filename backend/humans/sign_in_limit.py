@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 MAX_FAILURES = 10
 WINDOW_MINUTES = 15
 _MAX_KEY = 200
+_LIMIT = RateLimitItemPerMinute(MAX_FAILURES, WINDOW_MINUTES)
+_NAMESPACE = "sign-in"
 # Attempts in this process are counted one at a time (a hit takes microseconds): on first use two threads would
 # each make their own limiter, and with it their own in-memory count (lru_cache does not stop that).
 _counting = threading.Lock()
@@ -36,19 +38,15 @@ def _limiter() -> strategies.MovingWindowRateLimiter:
     return strategies.MovingWindowRateLimiter(storage.storage_from_string(url or "memory://"))
 
 
-def _item() -> RateLimitItemPerMinute:
-    return RateLimitItemPerMinute(MAX_FAILURES, WINDOW_MINUTES)
-
-
 def attempt(username: str) -> int:
     """Count a sign-in attempt for `username`: 0 when it may go ahead, else the seconds until one may."""
-    item, key = _item(), username[:_MAX_KEY]
+    key = username[:_MAX_KEY]
     try:
         with _counting:
             limiter = _limiter()  # made under the lock too: two first callers would each make their own storage
-            if limiter.hit(item, "sign-in", key):
+            if limiter.hit(_LIMIT, _NAMESPACE, key):
                 return 0
-            reset_at = limiter.get_window_stats(item, "sign-in", key).reset_time
+            reset_at = limiter.get_window_stats(_LIMIT, _NAMESPACE, key).reset_time
     except Exception:
         log.exception("the sign-in limit could not be checked; the attempt goes ahead")
         return 0
@@ -58,7 +56,7 @@ def attempt(username: str) -> int:
 def succeeded(username: str) -> None:
     """The password was right: the attempts before it no longer count."""
     try:
-        _limiter().clear(_item(), "sign-in", username[:_MAX_KEY])
+        _limiter().clear(_LIMIT, _NAMESPACE, username[:_MAX_KEY])
     except Exception:
         log.exception("the sign-in limit could not be cleared")
 

@@ -979,10 +979,15 @@ class Engine:
         assert agent.id is not None
         model = agent.model or ""
         newest = 1 << 62  # the speaker cue has no seq: it is always newer than anything summarised
+        read = len(transcript) - 1  # the entries before the cue are the first `read` rows of the transcript
+
+        def transcript_seqs() -> list[int]:  # built only when a summary needs them (rarely: not on every turn)
+            return [*(row[0] for row in self._transcript[:read]), newest]
+
         cached = self._summaries.get(agent.id)
         seqs: list[int] = []
         if cached:
-            seqs = [*(row[0] for row in self._transcript[: len(transcript) - 1]), newest]
+            seqs = transcript_seqs()
             covered_seq, text = cached
             later = [(e, q) for e, q in zip(transcript[1:], seqs[1:], strict=True) if q > covered_seq]
             transcript = [transcript[0], summary_entry(text), *(e for e, _ in later)]
@@ -999,7 +1004,7 @@ class Engine:
         if fitted.summary_usage is not None:
             await self.record_call(agent, "summary", fitted.summary_usage, 0)
         if fitted.summary and fitted.covered:
-            seqs = seqs or [*(row[0] for row in self._transcript[: len(transcript) - 1]), newest]
+            seqs = seqs or transcript_seqs()
             covered_seq = max(q for q in seqs[1 : fitted.covered + 1] if q < newest)
             self._summaries[agent.id] = (covered_seq, fitted.summary)
             event = await self.db.run(

@@ -32,6 +32,18 @@ async def two_workers():
     await b.close()
 
 
+async def _receive(sub, count: int) -> list:
+    """The next `count` events of `sub` (within 5 s), then the subscription closed."""
+    got = []
+    async with asyncio.timeout(5):
+        async for event in sub:
+            got.append(event)
+            if len(got) == count:
+                break
+    await sub.close()
+    return got
+
+
 async def test_events_cross_workers_in_order(two_workers):
     worker_a, worker_b = two_workers
     did = int(uuid.uuid4().int % 1_000_000) + 1_000_000
@@ -40,13 +52,7 @@ async def test_events_cross_workers_in_order(two_workers):
         await worker_a.publish(
             HumanMessagePosted(discussion_id=did, seq=i + 1, message_id=i, author_name="A", content=str(i))
         )
-    got = []
-    async with asyncio.timeout(5):
-        async for event in sub:
-            got.append(event)
-            if len(got) == 20:
-                break
-    await sub.close()
+    got = await _receive(sub, 20)
     assert [e.seq for e in got] == list(range(1, 21))
     assert all(isinstance(e, HumanMessagePosted) for e in got)
 
@@ -65,13 +71,7 @@ async def test_text_queued_without_waiting_and_awaited_events_keep_their_order(t
         await worker_a.publish(  # a persisted event: returns once sent, after the text queued before it
             HumanMessagePosted(discussion_id=did, seq=i + 1, message_id=i, author_name="A", content=str(i))
         )
-    got = []
-    async with asyncio.timeout(5):
-        async for event in sub:
-            got.append(event)
-            if len(got) == 20:
-                break
-    await sub.close()
+    got = await _receive(sub, 20)
     assert [type(e).__name__ for e in got[:4]] == ["TokenDelta"] * 3 + ["HumanMessagePosted"]
     assert [e.offset for e in got if isinstance(e, TokenDelta)] == sorted(
         e.offset for e in got if isinstance(e, TokenDelta)
