@@ -49,6 +49,12 @@ def post(page, text: str) -> None:
     expect(page.locator("#composer-input")).to_have_value("")
 
 
+def status_of(page) -> str:
+    """The room's status and every agent's badge, for a failure message."""
+    rows = page.locator("#participants .agent-row").evaluate_all("els => els.map(e => e.dataset.status)")
+    return f"{page.locator('#room-status').inner_text()} {rows} {page.locator('#discussion .message').count()} msgs"
+
+
 def test_two_viewers_see_the_same_live_stream(new_context, shared_rooms):
     host, viewer, reloader = new_context("Host"), new_context("Viewer"), new_context("Reloader")
     for ctx in (host, viewer, reloader):
@@ -87,7 +93,10 @@ def test_two_viewers_see_the_same_live_stream(new_context, shared_rooms):
 
     # Tokens arrive live in both A and B: a stream seen at two different, growing lengths in each page.
     for name, page in (("A", a), ("B", b)):
-        wait_for(lambda page=page: saw_live_growth(stream_lengths(page)), 180, f"{name} to see a stream grow")
+        try:
+            wait_for(lambda page=page: saw_live_growth(stream_lengths(page)), 180, f"{name} to see a stream grow")
+        except AssertionError as e:  # once in CI, unexplained: say what the page did see
+            raise AssertionError(f"{e}; lengths seen: {stream_lengths(page)}; status: {status_of(page)}") from None
 
     for page in (a, b, c):
         wait_finished(page, "completed", messages=3)
