@@ -156,8 +156,18 @@ els => els.map(e => [
 
 
 def wait_finished(page: Page, status: str = "completed", messages: int | None = None) -> None:
-    """The discussion is over on this page: final status, no turn in flight, and (optionally) N message cards."""
-    expect(page.locator("#room-status")).to_have_text(status, timeout=TURN_TIMEOUT_MS)
+    """The discussion is over on this page: final status, no turn in flight, and (optionally) N message cards.
+
+    Waits as long as turns keep finishing: up to TURN_TIMEOUT_MS after the last new message, so a long run on a
+    slow machine is not cut off by one budget for all of its turns."""
+    shown = page.locator("#discussion .message")
+    seen, deadline = -1, 0.0
+    while (now_status := page.locator("#room-status").inner_text()) != status:
+        if (count := shown.count()) != seen:
+            seen, deadline = count, time.monotonic() + TURN_TIMEOUT_MS / 1000
+        elif time.monotonic() > deadline:
+            raise AssertionError(f"room {now_status!r}, not {status!r}: no new message in {TURN_TIMEOUT_MS // 1000} s")
+        page.wait_for_timeout(250)
     expect(page.locator("#discussion .streaming")).to_have_count(0)
     if messages is not None:
         expect(page.locator("#discussion .message")).to_have_count(messages)

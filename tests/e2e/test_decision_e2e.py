@@ -147,6 +147,7 @@ def _drag_to_top(page: Page, option: str) -> None:
     page.mouse.down()
     page.mouse.move(first["x"] + 12, first["y"] + 4, steps=12)
     page.mouse.move(first["x"] + 12, first["y"] + 1, steps=4)
+    page.wait_for_timeout(150)  # let the list take the last move before the drop (no retry if it has not)
     page.mouse.up()
 
 

@@ -1,6 +1,6 @@
 """A browser that loses its connection mid-stream catches up: no gap, no duplicate, no reordering.
 
-Two humans watch the same discussion (2 offline agents, 1 or 2 rounds, 240 tokens a turn). A is always online: the
+Two humans watch the same discussion (2 offline agents, 3 or 4 rounds, 240 tokens a turn). A is always online: the
 reference. B is taken offline with `context.set_offline(True)` while an agent is streaming, for ~1 s in one
 case and ~30 s in the other (the two ends of the 1-30 s the requirement names), while A posts messages; then B comes back online. B must show what it missed,
 its stream must carry on, and at the end B's transcript must equal A's exactly.
@@ -153,6 +153,7 @@ def go_offline_and_back(a: Page, b: Page, b_ctx: BrowserContext, seconds: float,
     key, length = wait_growing_stream(b)
     outage = Outage(seconds, key, length, agent_messages(b))
     viewers_before = metric(app_url, VIEWERS)
+    assert viewers_before is not None, f"no {VIEWERS} on {app_url}/metrics"
     a_agents_before = agent_messages(a)
     t_off_page = page_now(b)
     started = time.monotonic()
@@ -190,7 +191,10 @@ def go_offline_and_back(a: Page, b: Page, b_ctx: BrowserContext, seconds: float,
     outage.turns_missed = agent_messages(a) - a_agents_before
     outage.toast_shown = b.get_by_text(TOAST).count() > 0
     log_socket(b, t_off_page, "going offline")
-    viewers_during = metric(app_url, VIEWERS)
+    # On the server, B's follower stops once its websocket is seen closed (a loaded server may take a moment).
+    viewers_during = wait_for(
+        lambda: (n := metric(app_url, VIEWERS)) == viewers_before - 1 and n, 10, f"{VIEWERS} to drop by one"
+    )
 
     # B really was cut off: it received nothing, its stream froze, A's messages are not on its screen.
     assert frames_received(b) == frames_at_close, "B received websocket frames while offline"
@@ -222,18 +226,17 @@ def go_offline_and_back(a: Page, b: Page, b_ctx: BrowserContext, seconds: float,
     log_socket(b, back_page, "going online")
     # The connection toast goes away once B is back.
     expect(b.get_by_text(TOAST)).to_have_count(0)
-    # On the server, B's follower stopped when its websocket closed, and exactly one runs again for it now.
-    assert viewers_before is not None, f"no {VIEWERS} on {app_url}/metrics"
-    assert viewers_during == viewers_before - 1, (viewers_before, viewers_during)
+    # On the server, exactly one follower runs again for B now.
     wait_for(lambda: metric(app_url, VIEWERS) == viewers_before, 10, f"{VIEWERS} back to {viewers_before}")
     outage.viewers = (viewers_before, viewers_during, metric(app_url, VIEWERS))
     log(f"{outage}")
     return outage
 
 
-# A short outage in a one-round discussion, and a long one in a four-round discussion (8 turns of ~2-3 s), so
+# A short outage in a three-round discussion, and a long one in a four-round discussion (8 turns of ~2-5 s), so
 # that the room is usually still running 15 s into the outage for A's second message, and B also misses a turn
-# starting and comes back to it mid-stream.
+# starting and comes back to it mid-stream. (Six rounds would shrink the chance that the room finishes between
+# A's check and its post, never seen, but cost a minute of CI.)
 @pytest.mark.parametrize(("seconds", "rounds"), [(1, 3), (30, 4)], ids=["offline-1s", "offline-30s"])
 def test_browser_offline_mid_stream_catches_up(new_context, console_errors, app_url, seconds, rounds):
     ref_ctx, flaky_ctx = new_context("Ada"), new_context("Bea")  # ctx1 = A (reference), ctx2 = B (goes offline)

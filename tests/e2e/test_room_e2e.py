@@ -56,64 +56,77 @@ def status_of(page) -> str:
 
 
 def test_two_viewers_see_the_same_live_stream(new_context, shared_rooms):
+    """Two viewers (and a third that reloads mid-stream) see the same turns arrive live and end the same.
+
+    The first agent is the offline model; the second is a local OpenAI-compatible server streaming a long reply
+    at a steady pace. The offline model's replies vary in length, and a short one reaches a viewer as one piece
+    (a viewer gets a turn's first text at once, then 200 characters at a time or once a second), so the growth
+    each page must see is checked on the scripted turn, which lasts ~6 s."""
     host, viewer, reloader = new_context("Host"), new_context("Viewer"), new_context("Reloader")
     for ctx in (host, viewer, reloader):
         ctx.add_init_script(STREAM_RECORDER_JS)
+    script = [
+        OpenAIScript.models(["x"]),
+        OpenAIScript.ok([f"word{i} " for i in range(120)], prompt_tokens=80, completion_tokens=120),
+    ]
+    with WireServer(rf"{OpenAIScript.route}|{OpenAIScript.models_route}", script, gap=0.05) as server:
+        local = Agent(provider="openai_compatible", model="x", base_url=f"{server.url}/v1")
 
-    a = host.new_page()
-    room = create_discussion(a, APOLLO, [Agent(), Agent()], rounds=1)
-    expect(a.locator("#participants .agent-row")).to_have_count(2)
-    expect(a.locator("#room-status")).to_have_text("draft")
-    b = open_room(viewer, room, APOLLO, host=a)
-    c = open_room(reloader, room, APOLLO, host=a, role="observer")
-    for page in (a, b, c):
-        expect(page.locator("#discussion .message")).to_have_count(1)
-    expect(a.locator("#run-agents")).to_be_enabled()
-    for page in (b, c):  # only the owner runs the agents: the others see their role instead of the button
-        expect(page.locator("#run-agents")).to_have_count(0)
-        expect(page.locator("#my-role")).to_be_visible()
-    expect(c.locator("#observer-note")).to_be_visible()
-    expect(c.locator("#composer-input")).to_have_count(0)
-    # The no-key default says what it is: a tiny offline model, and how to get real answers.
-    expect(a.locator("#offline-hint")).to_be_visible()
-    expect(a.locator("#participants .agent-row").filter(has_text="tiny offline model")).to_have_count(2)
-    expect(a.locator("#participants .agent-row[data-status='idle']")).to_have_count(2)
+        a = host.new_page()
+        room = create_discussion(a, APOLLO, [Agent(), local], rounds=1)
+        expect(a.locator("#participants .agent-row")).to_have_count(2)
+        expect(a.locator("#room-status")).to_have_text("draft")
+        b = open_room(viewer, room, APOLLO, host=a)
+        c = open_room(reloader, room, APOLLO, host=a, role="observer")
+        for page in (a, b, c):
+            expect(page.locator("#discussion .message")).to_have_count(1)
+        expect(a.locator("#run-agents")).to_be_enabled()
+        for page in (b, c):  # only the owner runs the agents: the others see their role instead of the button
+            expect(page.locator("#run-agents")).to_have_count(0)
+            expect(page.locator("#my-role")).to_be_visible()
+        expect(c.locator("#observer-note")).to_be_visible()
+        expect(c.locator("#composer-input")).to_have_count(0)
+        # The no-key default says what it is: a tiny offline model, and how to get real answers.
+        expect(a.locator("#offline-hint")).to_be_visible()
+        expect(a.locator("#participants .agent-row").filter(has_text="tiny offline model")).to_have_count(1)
+        expect(a.locator("#participants .agent-row[data-status='idle']")).to_have_count(2)
 
-    a.click("#run-agents")
-    for page in (a, b):
-        expect(page.locator("#room-status")).to_have_text(re.compile("running|completed"))
-    busy = "#participants .agent-row[data-status='thinking'], #participants .agent-row[data-status='streaming']"
-    expect(b.locator(busy).first).to_be_visible(timeout=TURN_TIMEOUT_MS)  # the speaker's badge moves on
+        a.click("#run-agents")
+        for page in (a, b):
+            expect(page.locator("#room-status")).to_have_text(re.compile("running|completed"))
+        busy = "#participants .agent-row[data-status='thinking'], #participants .agent-row[data-status='streaming']"
+        expect(b.locator(busy).first).to_be_visible(timeout=TURN_TIMEOUT_MS)  # the speaker's badge moves on
 
-    # C reloads while the first turn is streaming; its fresh page must catch up and follow the rest live.
-    wait_for(lambda: any(n > 0 for seq in stream_lengths(c).values() for n in seq), 180, "C to see streamed text")
-    c_agent_messages_before_reload = c.locator("#discussion .message.agent").count()
-    c.reload()
-    expect(c.locator("#room-topic")).to_have_text(APOLLO)
+        # C reloads while the first turn is streaming; its fresh page must catch up and follow the rest live.
+        wait_for(lambda: any(n > 0 for seq in stream_lengths(c).values() for n in seq), 180, "C to see streamed text")
+        c_agent_messages_before_reload = c.locator("#discussion .message.agent").count()
+        c.reload()
+        expect(c.locator("#room-topic")).to_have_text(APOLLO)
 
-    # Tokens arrive live in both A and B: a stream seen at two different, growing lengths in each page.
-    for name, page in (("A", a), ("B", b)):
-        try:
-            wait_for(lambda page=page: saw_live_growth(stream_lengths(page)), 180, f"{name} to see a stream grow")
-        except AssertionError as e:  # once in CI, unexplained: say what the page did see
-            raise AssertionError(f"{e}; lengths seen: {stream_lengths(page)}; status: {status_of(page)}") from None
+        # Tokens arrive live in both A and B: a stream seen at two different, growing lengths in each page.
+        for name, page in (("A", a), ("B", b)):
+            try:
+                wait_for(lambda page=page: saw_live_growth(stream_lengths(page)), 180, f"{name} to see a stream grow")
+            except AssertionError as e:
+                raise AssertionError(f"{e}; lengths seen: {stream_lengths(page)}; status: {status_of(page)}") from None
 
-    for page in (a, b, c):
-        wait_finished(page, "completed", messages=3)
-        expect(page.locator("#participants .agent-row[data-status='done']")).to_have_count(2)
-    expect(a.locator("#run-agents")).to_be_disabled()
+        for page in (a, b, c):
+            wait_finished(page, "completed", messages=3)
+            expect(page.locator("#participants .agent-row[data-status='done']")).to_have_count(2)
+        expect(a.locator("#run-agents")).to_be_disabled()
 
-    final = transcript(a)
-    assert len(final) == 3, final
-    assert final[0] == ("Host", APOLLO)
-    assert all(author and text for author, text in final[1:]), final
-    assert message_classes(a) == ["human complete", "agent complete", "agent complete"]
-    assert transcript(b) == final
-    assert transcript(c) == final, "the page reloaded mid-stream ended with a different transcript"
-    if c_agent_messages_before_reload == 0:  # a whole turn was still to come: C saw it stream live
-        assert saw_live_growth(stream_lengths(c)), stream_lengths(c)
-    shared_rooms["completed"] = room
-    shared_rooms["host"] = a
+        final = transcript(a)
+        assert len(final) == 3, final
+        assert final[0] == ("Host", APOLLO)
+        assert all(author and text for author, text in final[1:]), final
+        assert message_classes(a) == ["human complete", "agent complete", "agent complete"]
+        assert final[2][1].split() == [f"word{i}" for i in range(120)], final[2]
+        assert transcript(b) == final
+        assert transcript(c) == final, "the page reloaded mid-stream ended with a different transcript"
+        if c_agent_messages_before_reload == 0:  # a whole turn was still to come: C saw it stream live
+            assert saw_live_growth(stream_lengths(c)), stream_lengths(c)
+        shared_rooms["completed"] = room
+        shared_rooms["host"] = a
 
 
 def test_a_busy_page_still_ends_with_the_whole_transcript(new_context):
@@ -124,7 +137,7 @@ def test_a_busy_page_still_ends_with_the_whole_transcript(new_context):
     host, busy = new_context("Host"), new_context("Busy")
     busy.add_init_script(ASKS_RECORDER_JS)
     a = host.new_page()
-    room = create_discussion(a, APOLLO, [Agent(), Agent()], rounds=2)  # 4 turns: long enough to hold the page 3+ times
+    room = create_discussion(a, APOLLO, [Agent(), Agent()], rounds=3)  # 6 turns: time to hold the page 3+ times
     b = open_room(busy, room, APOLLO, host=a)
     expect(a.locator("#run-agents")).to_be_enabled(timeout=30_000)
     a.click("#run-agents")
@@ -139,7 +152,7 @@ def test_a_busy_page_still_ends_with_the_whole_transcript(new_context):
         b.wait_for_timeout(100)
     assert blocked >= 3, "the discussion ended before B was ever busy"
     for page in (a, b):
-        wait_finished(page, "completed", messages=5)
+        wait_finished(page, "completed", messages=7)
     final = transcript(a)
     assert all(author and text for author, text in final), final
     assert transcript(b) == final
@@ -166,12 +179,15 @@ ASKS_RECORDER_JS = """
 
 
 def test_room_on_a_phone(new_context, shared_rooms, tmp_path):
-    # A running room: a closed (completed) one takes no new members or messages.
+    # An open room: a completed one takes no new members or messages. The host stops the agents after the first
+    # message, so the room is paused, not finished, however fast the rest of the turns would have run.
     setup = new_context("Host").new_page()
     room = create_discussion(setup, APOLLO, [Agent(), Agent()], rounds=2)  # the preflight wants two agents
     expect(setup.locator("#run-agents")).to_be_enabled(timeout=30_000)
     setup.click("#run-agents")
     expect(setup.locator("#discussion .message.agent").first).to_be_visible(timeout=TURN_TIMEOUT_MS)
+    setup.click("#stop-agents")
+    expect(setup.locator("#room-status")).to_have_text("paused", timeout=TURN_TIMEOUT_MS)
 
     page = open_room(new_context("Pat", viewport=PHONE, is_mobile=True, has_touch=True), room, host=setup)
     expect(page.locator("#discussion .message.agent").first).to_be_visible()
@@ -375,6 +391,7 @@ def test_the_agents_go_on_when_the_tab_that_started_them_closes(new_context):
         member = open_room(member_ctx, room, topic, host=starter)
         member.locator("#verbosity").click()  # this viewer wants finished messages, not every token
         member.get_by_role("option", name="Finished messages", exact=True).click()
+        expect(member.locator("#verbosity")).to_have_text("Finished messages")  # the server has the choice
         expect(starter.locator("#run-agents")).to_be_enabled(timeout=30_000)
         starter.click("#run-agents")
         expect(starter.locator("#room-status")).to_have_text("running")
