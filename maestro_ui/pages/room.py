@@ -90,35 +90,44 @@ def _paused() -> rx.Component:
     return rx.callout(
         rx.vstack(
             rx.text(RoomState.pause_reason, id="pause-reason"),
-            rx.form(
-                rx.flex(
-                    rx.input(
-                        name="budget_tokens",
-                        placeholder="Token budget",
-                        default_value=RoomState.budget_tokens,
-                        type="number",
-                        min="1",
-                    ),
-                    rx.input(
-                        name="budget_usd",
-                        placeholder="Cost budget ($)",
-                        default_value=RoomState.budget_usd,
-                        type="number",
-                        step="0.01",
-                        min="0",
-                    ),
-                    rx.button("Save budget", type="submit", size="2", variant="soft", id="save-budget"),
-                    spacing="2",
-                    wrap="wrap",
-                ),
-                on_submit=RoomState.save_budget,
-                reset_on_submit=False,
+            rx.cond(
+                RoomState.is_owner,
+                _budget_form(),
+                rx.text("Only the room's owner can run the agents again.", size="2", id="paused-not-owner"),
             ),
             spacing="2",
         ),
         icon="pause",
         color_scheme="orange",
         id="paused",
+    )
+
+
+def _budget_form() -> rx.Component:
+    """The owner's budgets, to raise before pressing Run Agents again (the service checks the role too)."""
+    return rx.form(
+        rx.flex(
+            rx.input(
+                name="budget_tokens",
+                placeholder="Token budget",
+                default_value=RoomState.budget_tokens,
+                type="number",
+                min="1",
+            ),
+            rx.input(
+                name="budget_usd",
+                placeholder="Cost budget ($)",
+                default_value=RoomState.budget_usd,
+                type="number",
+                step="0.01",
+                min="0",
+            ),
+            rx.button("Save budget", type="submit", size="2", variant="soft", id="save-budget"),
+            spacing="2",
+            wrap="wrap",
+        ),
+        on_submit=RoomState.save_budget,
+        reset_on_submit=False,
     )
 
 

@@ -191,6 +191,10 @@ def test_room_on_a_phone(new_context, shared_rooms, tmp_path):
 
     page = open_room(new_context("Pat", viewport=PHONE, is_mobile=True, has_touch=True), room, host=setup)
     expect(page.locator("#discussion .message.agent").first).to_be_visible()
+    # Only the owner is offered the budgets and Run Agents; Pat is told who can continue the room.
+    expect(setup.locator("#save-budget")).to_be_visible()
+    expect(page.locator("#paused-not-owner")).to_be_visible()
+    expect(page.locator("#save-budget")).to_have_count(0)
     page.wait_for_load_state("load")
 
     shot = tmp_path / "room_390.png"
