@@ -60,3 +60,15 @@ async def test_an_agent_s_question_holds_the_room_until_a_person_answers(databas
     assert any("2,000 writes per second" in e.content and e.author == "Pat" for e in seen)
     with session_scope() as s:
         assert len(s.exec(select(HumanInputRequest)).all()) == 1  # asked once
+
+
+async def test_the_offline_model_is_not_told_how_to_ask(database, bus):
+    """SmolLM2 wrote no valid request when told how, and sometimes recited the instruction in its reply instead."""
+    specs = [AgentSpec(name, "offline", registry.OFFLINE_MODEL_ID) for name in ("architect", "security")]
+    d = create_discussion(topic="Choose a database for Apollo", agents=specs, rounds=1, owner=person("sam", "Sam"))
+    heard = ScriptedProvider(["Postgres.", "Encrypt it."])  # stands in for the model: what matters is what it is told
+    runner = Runner(bus=bus, provider_lookup=lambda a: heard, lease_seconds=5)
+    await runner.start(d.id)
+    await asyncio.wait_for(runner.wait(d.id), 10)
+    assert [r.model for r in heard.requests] == [registry.OFFLINE_MODEL_ID] * 2
+    assert not any(clarifications.CUE in r.system or "clarification" in r.system for r in heard.requests)
