@@ -170,7 +170,7 @@ def wait_finished(page: Page, status: str = "completed", messages: int | None = 
         page.wait_for_timeout(250)
     expect(page.locator("#discussion .streaming")).to_have_count(0)
     if messages is not None:
-        expect(page.locator("#discussion .message")).to_have_count(messages)
+        expect(shown).to_have_count(messages)
 
 
 # Records every distinct data-len of every .stream-text, per stream key, as the page sees it (a
