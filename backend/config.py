@@ -30,6 +30,27 @@ class Settings(BaseSettings):
     # How often a runner's janitor looks for discussions to resume or pick up (default: half the lease).
     janitor_interval_s: float | None = Field(default=None, gt=0, alias="MAESTRO_JANITOR_INTERVAL_S")
 
+    # Team-ready trust (README "Security"). Usernames that are instance admins besides the first account.
+    admins: str = Field(default="", alias="MAESTRO_ADMINS")
+    # Sign-up until the admin chooses otherwise: open | invite_only | closed (the first account is always allowed).
+    signup_policy: str = Field(default="invite_only", alias="MAESTRO_SIGNUP_POLICY")
+    # Daily spend caps in dollars (UTC days) until the admin sets them: per person (their discussions) and for
+    # the whole instance. None: no cap.
+    user_daily_usd: float | None = Field(default=None, gt=0, alias="MAESTRO_USER_DAILY_USD")
+    instance_daily_usd: float | None = Field(default=None, gt=0, alias="MAESTRO_INSTANCE_DAILY_USD")
+    # The longest reply anyone may ask an agent for, in tokens.
+    max_tokens_per_turn_limit: int = Field(default=4000, gt=0, alias="MAESTRO_MAX_TOKENS_PER_TURN_LIMIT")
+    # Base URLs agents may be pointed at (OpenAI-compatible servers): comma-separated origins such as
+    # http://gpu-box:8001, or the word `loopback` (the default: servers on this machine only).
+    allowed_base_urls: str = Field(default="loopback", alias="MAESTRO_ALLOWED_BASE_URLS")
+    # GET /metrics answers a scraper that sends `Authorization: Bearer <this>`; without it, loopback callers only.
+    metrics_token: str | None = Field(default=None, alias="MAESTRO_METRICS_TOKEN")
+    # The session cookie is Secure when the request came over HTTPS (directly or per X-Forwarded-Proto) or
+    # when this is true.
+    secure_cookies: bool = Field(default=False, alias="MAESTRO_SECURE_COOKIES")
+    # Live event streams (SSE) one person may hold open at once.
+    max_streams_per_user: int = Field(default=8, gt=0, alias="MAESTRO_MAX_STREAMS_PER_USER")
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 os.environ.setdefault("REFLEX_TELEMETRY_ENABLED", "false")
+# Tests sign many people up; the invite-only default (and the admin's sign-up links) are tested in tests/security.
+os.environ.setdefault("MAESTRO_SIGNUP_POLICY", "open")
 
 PG_ADMIN_URL = os.environ.get("MAESTRO_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_TEST_URL = os.environ.get("MAESTRO_TEST_REDIS", "redis://127.0.0.1:6379/15")
@@ -69,12 +71,14 @@ def database(request) -> str:
 
 @pytest.fixture(autouse=True)
 def _fresh_sign_in_counts() -> Iterator[None]:
-    """Failed sign-ins are counted per process (or in Redis): no test inherits another's."""
-    from backend.humans import sign_in_limit
+    """Failed sign-ins and rate limits are counted per process (or in Redis): no test inherits another's."""
+    from backend.humans import rate_limits, sign_in_limit
 
     sign_in_limit.reset()
+    rate_limits.reset()
     yield
     sign_in_limit.reset()
+    rate_limits.reset()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from backend.models.decision import Decision, DecisionStatus, SignOff, SignOffOu
 from backend.models.discussion import Discussion, DiscussionStatus
 from backend.models.event import EventRecord
 from backend.models.human_input import HumanInputRequest, PromptKind, PromptStatus
+from backend.models.instance import InstancePolicy, SignupInvite
 from backend.models.invite import Invite
 from backend.models.lease import RunnerLease
 from backend.models.mention import Mention
@@ -24,6 +25,7 @@ __all__ = [
     "DiscussionStatus",
     "EventRecord",
     "HumanInputRequest",
+    "InstancePolicy",
     "Invite",
     "Mention",
     "Message",
@@ -39,6 +41,7 @@ __all__ = [
     "RunnerLease",
     "SignOff",
     "SignOffOutcome",
+    "SignupInvite",
     "User",
     "Vote",
 ]

@@ -17,6 +17,7 @@ class User(SQLModel, table=True):
     username: str = Field(max_length=40, unique=True, index=True)  # lower-case handle, used for @mentions
     display_name: str = Field(max_length=120)
     password_hash: str = Field(max_length=200)
+    is_admin: bool = Field(default=False)  # owns what everyone shares: personas, sign-up policy, spend caps
     created_at: datetime = timestamp_field()
 
 
@@ -28,3 +29,6 @@ class AuthSession(SQLModel, table=True):
     user_id: int = Field(foreign_key="user.id", index=True)
     created_at: datetime = timestamp_field()
     expires_at: datetime = Field(sa_type=DateTime(timezone=True), nullable=False)  # type: ignore[call-overload]
+    # A one-time grant a signed-in web form hands the browser, which swaps it (within a minute) for the real
+    # session in an HttpOnly cookie; a pending row signs nobody in.
+    pending: bool = Field(default=False)

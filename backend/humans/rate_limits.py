@@ -1,0 +1,64 @@
+"""Rate limits on the actions that cost the operator something: signing up, signing in (per address), creating a
+discussion, running agents, posting. One moving window per action and key (a user id or a client address).
+
+Counted by the `limits` library: in this process by default, in Redis when REDIS_URL is set, so every worker
+shares one count. A limit that cannot be counted (Redis down) lets the action through and logs the error: a
+broken counter must not lock a team out of its own room.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from functools import lru_cache
+
+from limits import RateLimitItem, parse, storage, strategies
+
+from backend.config import get_settings
+from backend.services.errors import TooManyAttempts
+
+log = logging.getLogger(__name__)
+_MAX_KEY = 200
+_NAMESPACE = "rate"
+
+# What each action allows per key, and what a person who hits the limit is told they were doing.
+LIMITS: dict[str, tuple[RateLimitItem, str]] = {
+    "sign_up": (parse("10/hour"), "sign-ups from this address"),
+    "sign_in": (parse("60/15minutes"), "sign-in attempts from this address"),
+    "create": (parse("30/hour"), "new discussions"),
+    "run": (parse("120/hour"), "runs of the agents"),
+    "post": (parse("30/minute"), "messages"),
+}
+_counting = threading.Lock()  # the first callers would each make their own in-memory storage (see sign_in_limit)
+
+
+@lru_cache
+def _limiter() -> strategies.MovingWindowRateLimiter:
+    return strategies.MovingWindowRateLimiter(storage.storage_from_string(get_settings().redis_url or "memory://"))
+
+
+def hit(action: str, key: object) -> None:
+    """Count one `action` by `key`; raise TooManyAttempts (with the wait) once its limit is reached."""
+    limit, what = LIMITS[action]
+    name = str(key)[:_MAX_KEY]
+    try:
+        with _counting:
+            limiter = _limiter()
+            if limiter.hit(limit, _NAMESPACE, action, name):
+                return
+            reset_at = limiter.get_window_stats(limit, _NAMESPACE, action, name).reset_time
+    except Exception:
+        log.exception("the %s rate limit could not be checked; the action goes ahead", action)
+        return
+    wait = max(1, math.ceil(reset_at - time.time()))
+    when = f"{math.ceil(wait / 60)} min" if wait >= 60 else f"{wait} s"
+    raise TooManyAttempts({action: f"Too many {what} for now. Try again in {when}."}, retry_after=wait)
+
+
+def reset() -> None:
+    """Forget every count and the storage (tests)."""
+    if _limiter.cache_info().currsize:
+        _limiter().storage.reset()
+    _limiter.cache_clear()
