@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from sqlmodel import Session, select
 
 from backend.db import session_scope
-from backend.models import Persona
+from backend.humans import audit
+from backend.humans.instance import require_admin
+from backend.models import Persona, User
 from backend.models.base import utcnow
 from backend.providers import registry
 from backend.providers.personas import DEFAULT_PERSONAS
@@ -83,6 +85,7 @@ def agent_spec(
 def update_persona(
     key: str,
     *,
+    actor: User | None,
     system_prompt: str,
     name: str | None = None,
     provider: str | None = None,
@@ -90,7 +93,11 @@ def update_persona(
     base_url: str | None = None,
 ) -> Persona:
     """Edit a persona's prompt, and optionally the provider and model its agents run on (agents created after the
-    edit use them). A provider whose key is not set yet is accepted: its agents fall back until it is."""
+    edit use them). A provider whose key is not set yet is accepted: its agents fall back until it is.
+
+    The library is shared by every discussion on the instance, so only the instance admin edits it (a persona
+    pointed at another server would send every later transcript there); each edit is in the audit trail."""
+    require_admin(actor, "edit the persona library")
     errors: dict[str, str] = {}
     if not system_prompt.strip():
         errors["system_prompt"] = "A persona needs a system prompt."
@@ -105,6 +112,7 @@ def update_persona(
         persona = session.exec(select(Persona).where(Persona.key == key)).first()
         if persona is None:
             raise NotFound(f"No persona '{key}'.")
+        previous = _describe(persona)
         persona.system_prompt = system_prompt.strip()
         if name:
             persona.name = name.strip()
@@ -114,4 +122,12 @@ def update_persona(
             persona.base_url = (base_url or "").strip() or None if provider == "openai_compatible" else None
         persona.updated_at = utcnow()
         session.add(persona)
+        audit.record(session, actor=actor, action="persona.update", target=key, previous=previous, new=_describe(persona))
         return persona
+
+
+def _describe(persona: Persona) -> str:
+    where = f"{persona.provider}:{persona.model or '(default)'}"
+    if persona.base_url:
+        where += f"@{persona.base_url}"
+    return f"{persona.name} on {where}\n{persona.system_prompt}"

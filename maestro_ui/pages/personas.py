@@ -9,9 +9,10 @@ import reflex as rx
 
 from backend.db import run_db
 from backend.providers import registry
-from backend.services.errors import InputError, NotFound
+from backend.services.errors import Forbidden, InputError, NotFound
 from backend.services.personas import agent_defaults, list_personas, update_persona
 from maestro_ui.components.layout import page
+from maestro_ui.state.auth import AuthState
 
 
 class PersonaRow(TypedDict):
@@ -59,15 +60,19 @@ class PersonasState(rx.State):
 
     @rx.event
     async def save(self, form: dict):
-        """Save one persona's prompt, provider and model (the form carries its key)."""
+        """Save one persona's prompt, provider and model (the form carries its key); the service lets only the
+        instance admin do it, whatever the page showed."""
         key, prompt = str(form.get("key", "")), str(form.get("system_prompt", ""))
         provider, model = str(form.get("provider", "offline")), str(form.get("model", ""))
         base_url = str(form.get("base_url", "")) or None
+        actor = await (await self.get_state(AuthState)).current_user()
         try:
             await run_db(
-                lambda: update_persona(key, system_prompt=prompt, provider=provider, model=model, base_url=base_url)
+                lambda: update_persona(
+                    key, actor=actor, system_prompt=prompt, provider=provider, model=model, base_url=base_url
+                )
             )
-        except (InputError, NotFound) as err:
+        except (InputError, NotFound, Forbidden) as err:
             self.error, self.saved = str(err), ""
             return
         self.saved, self.error = key, ""
@@ -104,7 +109,7 @@ def _persona(p: PersonaRow) -> rx.Component:
                 ),
                 rx.cond(p["note"] != "", rx.text(p["note"], size="1", color_scheme="orange", class_name="fallback")),
                 rx.hstack(
-                    rx.button("Save", type="submit", size="2", variant="soft"),
+                    rx.button("Save", type="submit", size="2", variant="soft", disabled=~AuthState.admin),
                     rx.cond(PersonasState.saved == p["key"], rx.text("Saved", size="2", color_scheme="green")),
                     align="center",
                 ),
@@ -129,6 +134,15 @@ def personas_page() -> rx.Component:
                 "run here). Edits apply to agents created afterwards.",
                 size="2",
                 color_scheme="gray",
+            ),
+            rx.cond(
+                ~AuthState.admin,
+                rx.callout(
+                    "The persona library is shared by everyone on this server: only the instance admin edits it.",
+                    icon="lock",
+                    color_scheme="gray",
+                    id="personas-read-only",
+                ),
             ),
             rx.cond(
                 PersonasState.error != "", rx.callout(PersonasState.error, color_scheme="red", icon="circle_alert")

@@ -128,7 +128,9 @@ def test_agents_named_by_persona_alone_run_where_their_persona_maps(tmp_path):
         setup = (
             "from backend.bootstrap import prepare_database; prepare_database()\n"
             "from backend.services.personas import update_persona as u\n"
-            f"for k in ('architect', 'security'): u(k, system_prompt='Be brief.', provider='openai_compatible', "
+            "from backend.humans.accounts import sign_up\n"
+            "admin, _ = sign_up('admin', 'correct horse')\n"
+            f"for k in ('architect', 'security'): u(k, actor=admin, system_prompt='Be brief.', provider='openai_compatible', "
             f"model='local-model', base_url='{base}')\n"
         )
         done = subprocess.run(

@@ -110,10 +110,15 @@ def test_a_person_named_like_an_agent_gets_a_distinct_name(database):
     assert agent.name == "Architect 2"  # the owner joined first; the agent's name is made unique
 
 
+def _admin():
+    """The instance admin: the first account."""
+    return person("admin")
+
+
 def test_personas_are_seeded_and_editable(database):
     keys = [p.key for p in list_personas()]
     assert {"architect", "backend_engineer", "devops", "security", "product"} <= set(keys)
-    update_persona("security", system_prompt="You are a paranoid security reviewer.")
+    update_persona("security", actor=_admin(), system_prompt="You are a paranoid security reviewer.")
     assert next(p for p in list_personas() if p.key == "security").system_prompt.startswith("You are a paranoid")
     d = create_discussion(topic="t", agents=[AgentSpec("security", "offline", "")])
     with session_scope() as s:
@@ -129,8 +134,9 @@ def test_each_persona_maps_to_a_provider_and_model_and_falls_back_when_it_cannot
 
     assert {d.provider for d in defaults_by_key().values()} == {"offline"}  # the seeded library: no key needed
     url = "http://127.0.0.1:11434/v1"
+    admin = _admin()
     update_persona(
-        "devops", system_prompt="You run things.", provider="openai_compatible", model="llama3.1", base_url=url
+        "devops", actor=admin, system_prompt="You run things.", provider="openai_compatible", model="llama3.1", base_url=url
     )
     devops = defaults_by_key()["devops"]
     assert (devops.provider, devops.model, devops.base_url, devops.fallback) == (
@@ -141,7 +147,7 @@ def test_each_persona_maps_to_a_provider_and_model_and_falls_back_when_it_cannot
     )
 
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    update_persona("architect", system_prompt="You design.", provider="anthropic", model="")
+    update_persona("architect", actor=admin, system_prompt="You design.", provider="anthropic", model="")
     stored = next(p for p in list_personas() if p.key == "architect")
     assert stored.provider == "anthropic" and stored.model  # the provider's default model, kept
     waiting = agent_defaults(stored)
@@ -151,9 +157,9 @@ def test_each_persona_maps_to_a_provider_and_model_and_falls_back_when_it_cannot
     assert agent_defaults(stored).provider == "anthropic"
 
     with pytest.raises(InputError, match="Unknown provider"):
-        update_persona("security", system_prompt="x", provider="nonsense")
+        update_persona("security", actor=admin, system_prompt="x", provider="nonsense")
     with pytest.raises(InputError, match="Name the model"):
-        update_persona("security", system_prompt="x", provider="openai_compatible", model="", base_url=url)
+        update_persona("security", actor=admin, system_prompt="x", provider="openai_compatible", model="", base_url=url)
 
 
 @pytest.mark.parametrize("key", sorted(TEMPLATES))
