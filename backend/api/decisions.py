@@ -1,6 +1,7 @@
-"""GET /api/decisions/{id}.md and .json: export a decision card, for members of its discussion only.
+"""Export a decision card as Markdown or JSON, for members of its discussion only.
 
-The browser's session cookie is resolved on the server, as for every page; a stranger and an unknown id both get 403.
+GET /api/decisions/{id}.md and .json take the API's bearer token; GET /export/decisions/{id}.md and .json are the
+same download for a signed-in browser (its HttpOnly session cookie). A stranger and an unknown id both get 403.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from backend.api.http import SESSION_COOKIE
+from backend.api.browser_session import SESSION_COOKIE
+from backend.api.http import bearer_token
 from backend.db import run_db
 from backend.deliberation import decisions
 from backend.humans import accounts, membership
@@ -21,7 +23,8 @@ from backend.services.errors import NotFound
 async def export(request: Request) -> Response:
     """The decision as Markdown or JSON (by the path's extension), as a download."""
     denied = JSONResponse({"error": "Only people in its discussion can export a decision."}, status_code=403)
-    user = await run_db(accounts.resolve, request.cookies.get(SESSION_COOKIE))
+    browser = request.url.path.startswith("/export/")
+    user = await run_db(accounts.resolve, request.cookies.get(SESSION_COOKIE) if browser else bearer_token(request))
     if user is None:
         return denied
     try:
@@ -42,4 +45,7 @@ async def export(request: Request) -> Response:
 
 
 def decision_routes() -> list[Route]:
-    return [Route("/api/decisions/{decision_id:int}.{fmt:str}", export, methods=["GET"], name="decision-export")]
+    return [
+        Route("/api/decisions/{decision_id:int}.{fmt:str}", export, methods=["GET"], name="decision-export"),
+        Route("/export/decisions/{decision_id:int}.{fmt:str}", export, methods=["GET"], name="decision-download"),
+    ]

@@ -1,8 +1,8 @@
 """What every REST route shares: who is asking, a bounded JSON body, and errors as JSON with the right status.
 
-Identity comes only from the server: a bearer token from POST /api/session (or, for reads, the browser's session
-cookie). State-changing requests need the bearer header, which a browser never attaches on its own, so another
-site cannot make a signed-in browser act (no CSRF). Service errors keep their readable messages: a field error is
+Identity comes only from the server: a bearer token from POST /api/session, and nothing else. The API ignores the
+browser's session cookie, so another site can neither make a signed-in browser act (no CSRF) nor read what it sees,
+whatever CORS allows. Service errors keep their readable messages: a field error is
 422, a role that may not act is 403, an unknown or hidden discussion is 404, a body over the limit is 413.
 """
 
@@ -24,7 +24,6 @@ from backend.services.errors import Forbidden, InputError, NotFound, TooManyAtte
 
 log = logging.getLogger(__name__)
 
-SESSION_COOKIE = "maestro_session"
 MAX_BODY_BYTES = 256 * 1024  # far above any valid request; a message itself is limited to max_message_chars
 M = TypeVar("M", bound=BaseModel)
 
@@ -49,11 +48,8 @@ def bearer_token(request: Request) -> str | None:
 
 
 async def actor(request: Request) -> User:
-    """The signed-in person: the bearer token, else (reads only) the session cookie; 401 otherwise."""
-    token = bearer_token(request)
-    if token is None and request.method in ("GET", "HEAD"):
-        token = request.cookies.get(SESSION_COOKIE)
-    user = await run_db(accounts.resolve, token)
+    """The signed-in person named by the bearer token; 401 otherwise."""
+    user = await run_db(accounts.resolve, bearer_token(request))
     if user is None:
         raise ApiError(401, "Sign in first: POST /api/session, then send 'Authorization: Bearer <token>'.")
     return user

@@ -1,27 +1,44 @@
-"""AuthState: who this browser is signed in as. The browser holds only an opaque session token (a cookie);
-every page and action resolves it on the server (backend.humans.accounts), never trusting a name it sends."""
+"""AuthState: who this browser is signed in as.
+
+The browser holds only an opaque session token, in an HttpOnly cookie that the server sets (backend/api/
+browser_session.py), so no page script can read it. Every event resolves it on the server from the cookie the
+websocket was opened with (backend.humans.accounts), never trusting a name the page sends.
+"""
 
 from __future__ import annotations
 
+import json
+from http.cookies import CookieError, SimpleCookie
 from urllib.parse import quote
 
 import reflex as rx
 
+from backend.api.browser_session import SESSION_COOKIE, safe_next
 from backend.db import run_db
 from backend.humans import accounts
+from backend.humans.instance import is_admin
 from backend.models import User
-from backend.services.errors import InputError
+from backend.services.errors import Forbidden, InputError
 from maestro_ui import routes
 
-SESSION_COOKIE_DAYS = accounts.SESSION_DAYS
+
+def cookie_token(cookie_header: str) -> str | None:
+    """The session token in a Cookie header, if any."""
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(cookie_header or "")
+    except CookieError:
+        return None
+    morsel = jar.get(SESSION_COOKIE)
+    return morsel.value if morsel else None
 
 
 class AuthState(rx.State):
     """The signed-in person, and the sign-in / sign-up forms."""
 
-    session_token: str = rx.Cookie("", name="maestro_session", max_age=SESSION_COOKIE_DAYS * 86400, same_site="lax")
     username: str = ""
     display_name: str = ""
+    admin: bool = False
     auth_error: str = ""
     busy: bool = False
 
@@ -29,20 +46,35 @@ class AuthState(rx.State):
     def signed_in(self) -> bool:
         return self.username != ""
 
+    def _session_token(self) -> str | None:
+        return cookie_token(self.router.headers.cookie)
+
+    def _client_address(self) -> str:
+        return self.router.session.client_ip or "unknown"
+
     async def current_user(self) -> User | None:
-        """The person this browser's token belongs to, looked up on the server now."""
-        user = await run_db(accounts.resolve, self.session_token)
+        """The person this browser's session cookie belongs to, looked up on the server now."""
+        user = await run_db(accounts.resolve, self._session_token())
         self.username, self.display_name = (user.username, user.display_name) if user else ("", "")
+        self.admin = is_admin(user)
         return user
 
     def _next(self) -> str:
-        target = self.router.url.query_parameters.get("next", routes.INDEX)
-        return target if target.startswith("/") and not target.startswith("//") else routes.INDEX
+        return safe_next(self.router.url.query_parameters.get("next"), routes.INDEX)
+
+    def _hand_over(self, token: str):
+        """Send the browser (a full page load, not the app's own navigation) to swap a one-time grant for its
+        HttpOnly session cookie, then on to where it was going."""
+        grant = accounts.grant_for(token)
+        url = f"/auth/session?grant={quote(grant)}&next={quote(self._next())}"
+        return rx.call_script(f"window.location.assign({json.dumps(url)})")
 
     @rx.event
     async def check(self):
         """On every page: refresh who is signed in (a stale or forged cookie signs nobody in)."""
         await self.current_user()
+        if self.router.url.query_parameters.get("expired"):
+            self.auth_error = "That sign-in took too long to finish; sign in again."
 
     @rx.event
     async def require(self):
@@ -55,33 +87,46 @@ class AuthState(rx.State):
         self.auth_error, self.busy = "", True
         yield
         try:
-            user, token = await run_db(accounts.log_in, form.get("username", ""), form.get("password", ""))
+            user, token = await accounts.run_auth(
+                accounts.log_in,
+                str(form.get("username", "")),
+                str(form.get("password", "")),
+                address=self._client_address(),
+            )
+            hop = await run_db(self._hand_over, token)
         except InputError as err:
             self.auth_error = "; ".join(err.errors.values())
             return
         finally:
             self.busy = False
-        self.session_token, self.username, self.display_name = token, user.username, user.display_name
-        yield rx.redirect(self._next())
+        self.username, self.display_name = user.username, user.display_name
+        yield hop
 
     @rx.event
     async def sign_up(self, form: dict):
         self.auth_error, self.busy = "", True
         yield
         try:
-            user, token = await run_db(
-                accounts.sign_up, form.get("username", ""), form.get("password", ""), form.get("display_name", "")
+            user, token = await accounts.run_auth(
+                accounts.sign_up,
+                str(form.get("username", "")),
+                str(form.get("password", "")),
+                str(form.get("display_name", "")),
+                invite_token=str(self.router.url.query_parameters.get("invite", "")),
+                address=self._client_address(),
             )
-        except InputError as err:
-            self.auth_error = "; ".join(err.errors.values())
+            hop = await run_db(self._hand_over, token)
+        except (InputError, Forbidden) as err:
+            self.auth_error = "; ".join(err.errors.values()) if isinstance(err, InputError) else str(err)
             return
         finally:
             self.busy = False
-        self.session_token, self.username, self.display_name = token, user.username, user.display_name
-        yield rx.redirect(self._next())
+        self.username, self.display_name = user.username, user.display_name
+        yield hop
 
     @rx.event
     async def log_out(self):
-        await run_db(accounts.log_out, self.session_token)
-        self.session_token, self.username, self.display_name = "", "", ""
-        return rx.redirect(routes.LOGIN)
+        """End this browser's session on the server, then clear its cookie."""
+        await run_db(accounts.log_out, self._session_token())
+        self.username, self.display_name, self.admin = "", "", False
+        return rx.call_script(f"window.location.assign({json.dumps('/auth/signed-out')})")

@@ -52,6 +52,7 @@ EXPECT_TIMEOUT_MS = 20_000
 SCRUBBED_ENV = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "REDIS_URL")
 
 _APP_LOG: Path | None = None
+E2E_ADMIN = "e2e-admin"
 
 
 def _tail(path: Path | None, lines: int = 60) -> str:
@@ -117,6 +118,8 @@ def app_url(tmp_path_factory) -> Iterator[str]:
     env.update(
         DATABASE_URL=f"sqlite:///{workdir / 'maestro.db'}",
         MAESTRO_MAX_TOKENS_PER_TURN="240",  # ~2 s of streaming a turn: long enough to watch it grow
+        MAESTRO_ADMINS=E2E_ADMIN,  # the persona library is the admin's; tests sign people up in any order
+        MAESTRO_SIGNUP_POLICY="open",
         REFLEX_TELEMETRY_ENABLED="false",
         PYTHONUNBUFFERED="1",
         # A private build directory: two apps building in one .web/ overwrite each other's front end.
@@ -215,15 +218,17 @@ def new_context(browser, app_url, console_errors, request, tmp_path) -> Iterator
     """Factory of browser contexts; each one is a separate human (own client token, cookies, localStorage)."""
     contexts: list = []
 
-    def make(name: str | None = None, signed_in: bool = True, **options):
-        """A new person: a context with its own account (display name `name`), unless `signed_in=False`."""
+    def make(name: str | None = None, signed_in: bool = True, username: str | None = None, **options):
+        """A new person: a context with its own account (display name `name`; a fresh username unless one is
+        given), unless `signed_in=False`."""
         ctx = browser.new_context(base_url=app_url, **options)
         ctx.set_default_timeout(DEFAULT_TIMEOUT_MS)
         label = f"ctx{len(contexts) + 1}"
         ctx.on("page", lambda page: console_errors.watch(page, label))
         contexts.append(ctx)
         if signed_in:
-            sign_up(ctx, f"{(name or 'person').split()[0].lower()}-{uuid.uuid4().hex[:8]}", name or f"Person {label}")
+            handle = username or f"{(name or 'person').split()[0].lower()}-{uuid.uuid4().hex[:8]}"
+            sign_up(ctx, handle, name or f"Person {label}")
         return ctx
 
     yield make

@@ -122,7 +122,7 @@ def test_the_apollo_story_ends_in_a_decision_the_cto_approves(new_context, tmp_p
     expect(sam.locator("#decision-title")).to_have_text("Apollo runs on PostgreSQL")
     expect(sam.locator("#decision-breakdown tbody tr")).to_have_count(4)  # every ballot, on the card itself
     expect(sam.locator("#decision-breakdown tbody tr").filter(has_text="Pat")).to_contain_text("PostgreSQL")
-    expect(sam.locator("#export-md")).to_have_attribute("href", re.compile(r"^/api/decisions/\d+\.md$"))
+    expect(sam.locator("#export-md")).to_have_attribute("href", re.compile(r"^/export/decisions/\d+\.md$"))
     md = sam.request.get(sam.locator("#export-md").get_attribute("href"))
     assert md.ok and "# Apollo runs on PostgreSQL" in md.text() and CONDITIONS in md.text()
     data = sam.request.get(sam.locator("#export-json").get_attribute("href")).json()

@@ -7,6 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e.conftest import E2E_ADMIN
 from tests.e2e.helpers import PROVIDER_OPTION, fill, open_new_form
 
 pytestmark = pytest.mark.e2e
@@ -23,7 +24,7 @@ def _set_runs_on(page, key: str, provider: str, model: str) -> None:
 
 
 def test_a_persona_runs_where_the_personas_page_says(new_context):
-    page = new_context("Ines").new_page()
+    page = new_context("Ines", username=E2E_ADMIN).new_page()  # only the instance admin edits the library
     page.goto("/personas")
     card = page.locator("#persona-product")  # fifth in the library: the other tests' agents never pick it
     trigger = card.locator(".rt-SelectTrigger")
