@@ -5,7 +5,8 @@ two agents, every provider the agents use reachable with a valid key, a budget (
 ends the discussion, a person who votes and the must-approve person who signs the decision off. Every failing item says in one sentence how to fix it.
 
 Reachability is a real but cheap call per distinct (provider, base URL): list one page of models. A missing
-key or a malformed setting is reported without touching the network. Checks run concurrently, each call
+key, a malformed setting or a base URL the operator does not allow (see `providers.egress`) is reported without
+calling the server, and a redirect is reported, not followed. Checks run concurrently, each call
 bounded by `timeout_s` with `asyncio.timeout` and made with SDK retries off, so a hanging server costs at
 most `timeout_s` and the whole checklist finishes in about that long. (The first check of a vendor in a
 process also imports its SDK, about a second, in a worker thread and outside that deadline, so a slow
@@ -31,7 +32,7 @@ from typing import Any, Literal
 from backend.db import run_db
 from backend.humans.roles import Role
 from backend.models import Discussion, Participant, ParticipantKind
-from backend.providers import errors, pricing, registry
+from backend.providers import egress, errors, pricing, registry
 from backend.providers.base import ErrorKind
 from backend.providers.offline import offline_model_problem
 from backend.services.discussions import get_discussion, list_participants
@@ -267,7 +268,8 @@ def _fingerprint(api_key: str | None) -> str:
 async def _check_target(target: _Target, timeout_s: float, fresh: bool) -> CheckItem:
     provider = target.provider
     info = registry.PROVIDERS.get(provider)
-    key = f"provider:{provider}" + (f"@{target.base_url}" if target.base_url else "")
+    shown_base = egress.display_url(target.base_url) if target.base_url else None
+    key = f"provider:{provider}" + (f"@{shown_base}" if shown_base else "")
     if registry.is_registered(provider):
         return CheckItem(key, f"Provider '{provider}' available", True, "pass", "Runs in this process.")
     if info is None:
@@ -277,7 +279,7 @@ async def _check_target(target: _Target, timeout_s: float, fresh: bool) -> Check
     if provider == "offline":
         label = "Offline model installed"
     elif info.requires_base_url:
-        label = f"Model server at {target.base_url or '(no URL)'} reachable"
+        label = f"Model server at {shown_base or '(no URL)'} reachable"
     else:
         label = f"{info.label} reachable with a valid key"
 
@@ -289,29 +291,38 @@ async def _check_target(target: _Target, timeout_s: float, fresh: bool) -> Check
         return item("fail", problem)
     api_key = _env(*info.key_env) if info.key_env else None
     if info.key_env and api_key is None:
-        return item("fail", errors.missing_key(_vendor(provider, target.base_url)).message)
-    for model in target.models:
-        if problem := registry.validate_agent(provider, model, target.base_url):
-            return item("fail", problem)
+        return item("fail", errors.missing_key(_vendor(provider, shown_base)).message)
+    # Off the loop: a base URL's check resolves its host. A URL the operator does not allow fails here, unfetched.
+    if problem := await asyncio.to_thread(_settings_problem, provider, target):
+        return item("fail", problem)
     if provider == "offline":
         return item("pass", "Installed; runs on this server with no key.")
 
     cloud = _CLOUD.get(provider)
     url_override = _env(*cloud.base_url_env) if cloud else target.base_url
     url = (url_override or (cloud.default_url if cloud else "")).rstrip("/")
+    shown = egress.display_url(url)
     cache_key = (provider, url, _fingerprint(api_key))
     if not fresh and (hit := _cache.get(cache_key)) is not None:
         return item(*hit, cached=True)
     # Single flight: viewers opening the room together share one probe instead of each calling the server.
     probe = _inflight.get(cache_key)
     if probe is None:
-        probe = asyncio.ensure_future(_probe(provider, url_override, url, api_key, timeout_s))
+        probe = asyncio.ensure_future(_probe(provider, url_override, shown, api_key, timeout_s))
         _inflight[cache_key] = probe
         probe.add_done_callback(lambda _f: _inflight.pop(cache_key, None))
     status, detail = await asyncio.shield(probe)
     _cache.put(cache_key, (status, detail), SUCCESS_TTL_S if status == "pass" else FAILURE_TTL_S)
-    log.info("preflight %s at %s: %s (%s)", provider, url, status, detail)
+    log.info("preflight %s at %s: %s (%s)", provider, shown, status, detail)
     return item(status, detail)
+
+
+def _settings_problem(provider: str, target: _Target) -> str | None:
+    """The first agent setting of `target` that cannot work (the base URL included: see `egress`), or None."""
+    for model in target.models:
+        if problem := registry.validate_agent(provider, model, target.base_url):
+            return problem
+    return None
 
 
 def _vendor(provider: str, url: str | None) -> errors.Vendor:
@@ -324,7 +335,8 @@ def _vendor(provider: str, url: str | None) -> errors.Vendor:
 async def _probe(
     provider: str, base_url: str | None, url: str, api_key: str | None, timeout_s: float
 ) -> tuple[Status, str]:
-    """One cheap authenticated call; (status, detail). `base_url` is what the SDK is given (None = its own)."""
+    """One cheap authenticated call; (status, detail). `base_url` is what the SDK is given (None = its own), `url`
+    how the endpoint is named in messages (no credentials)."""
     sdk_name = _CLOUD[provider].sdk if provider in _CLOUD else "openai"
     try:
         # The first use of an SDK in this process imports it (about a second, more on a busy host): off the
@@ -362,13 +374,22 @@ async def _list_models(provider: str, sdk: Any, base_url: str | None, api_key: s
             await client.aio.models.list(config={"page_size": 1})
         finally:
             await client.aio.aclose()
-    else:  # openai, openai_compatible: GET {base_url}/models
-        async with sdk.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0) as client:
+    else:  # openai, openai_compatible: GET {base_url}/models, redirects not followed (to a host nobody checked)
+        http_client = sdk.DefaultAsyncHttpxClient(follow_redirects=False)
+        async with sdk.AsyncOpenAI(
+            api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0, http_client=http_client
+        ) as client:
             await client.models.list()
 
 
 def _failure(provider: str, url: str, exc: Exception, timeout_s: float) -> str:
     """How to fix a failed check, in one sentence."""
+    redirect = getattr(exc, "status_code", None)
+    if isinstance(redirect, int) and 300 <= redirect < 400:  # not followed: it could lead to a host nobody checked
+        return (
+            f"{url} answered with a redirect ({redirect}), which Maestro does not follow: set the base URL to where "
+            "the server really is."
+        )
     mapped = errors.from_exception(_vendor(provider, url), exc)
     if mapped is None:
         log.exception("preflight check of %s at %s failed unexpectedly", provider, url)

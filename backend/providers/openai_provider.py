@@ -6,6 +6,10 @@ when asked to wait longer). Local servers (Ollama, vLLM, llama.cpp, LM Studio) o
 their token counts are estimated, and the reply counts as finished only once a `finish_reason` arrived.
 A request with a JSON schema is sent as `response_format={"type": "json_schema", ...}`, which OpenAI and most
 compatible servers (vLLM, llama.cpp, LM Studio, Ollama) enforce natively.
+
+A compatible server's base URL comes from users, so before every call it is checked against the operator's
+allowlist and its host's current addresses (`egress`), and its redirects are not followed: the server calls the
+host that was checked and nothing else.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ import openai
 from openai.types import CompletionUsage
 from openai.types.chat import ChatCompletionChunk
 
-from backend.providers import errors, retry_policy
+from backend.providers import egress, errors, retry_policy
 from backend.providers.base import (
     Completion,
+    ErrorKind,
     GenerationRequest,
+    ProviderError,
     StreamItem,
     TokenDelta,
     Usage,
@@ -38,6 +44,7 @@ class OpenAIProvider:
     name: str
     # Newer OpenAI models reject `max_tokens`; compatible servers mostly only know `max_tokens`.
     _max_tokens_field = "max_completion_tokens"
+    _follow_redirects = True
 
     def __init__(
         self,
@@ -66,12 +73,14 @@ class OpenAIProvider:
         api_key, base_url = self._credentials()
         key = (asyncio.get_running_loop(), api_key, base_url)
         if self._client is None or self._client_key != key:
+            http_client = retry_policy.http_client(openai)
+            http_client.follow_redirects = self._follow_redirects  # type: ignore[attr-defined]
             self._client = openai.AsyncOpenAI(
                 api_key=api_key,
                 base_url=base_url,
                 timeout=self._timeout,
                 max_retries=retry_policy.MAX_RETRIES,
-                http_client=retry_policy.http_client(openai),  # type: ignore[arg-type]
+                http_client=http_client,  # type: ignore[arg-type]
             )
             self._client_key = key
         return self._client
@@ -104,7 +113,7 @@ class OpenAIProvider:
                             refusal.append(choice.delta.refusal)
                         finish = choice.finish_reason or finish
         except Exception as exc:
-            mapped = errors.from_exception(vendor, exc, model=request.model)
+            mapped = _redirected(vendor, exc) or errors.from_exception(vendor, exc, model=request.model)
             if mapped is None:
                 raise
             raise mapped from exc
@@ -153,9 +162,11 @@ class OpenAIProvider:
 
 
 class OpenAICompatibleProvider(OpenAIProvider):
-    """A local or self-hosted server speaking the OpenAI Chat Completions protocol."""
+    """A local or self-hosted server speaking the OpenAI Chat Completions protocol, at a base URL the operator
+    allows (checked before every call, see `egress`)."""
 
     _max_tokens_field = "max_tokens"
+    _follow_redirects = False  # a redirect would reach a host nobody checked
 
     def __init__(
         self,
@@ -166,7 +177,29 @@ class OpenAICompatibleProvider(OpenAIProvider):
     ) -> None:
         # Most local servers ignore the key, but the SDK refuses to start without one.
         super().__init__(api_key=api_key or "not-needed", base_url=base_url, timeout=timeout, name=name)
-        self._vendor = errors.Vendor(name, f"the model server at {base_url}")
+        self._vendor = errors.Vendor(name, f"the model server at {egress.display_url(base_url)}")
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamItem]:
+        """Refuse a base URL the operator no longer allows, or whose host now resolves somewhere it must not,
+        without calling it; then stream as `OpenAIProvider` does (a redirect fails the call, it is not followed)."""
+        if problem := await asyncio.to_thread(egress.refusal, self._base_url or ""):
+            raise ProviderError(ErrorKind.BAD_REQUEST, problem, provider=self.name)
+        async for item in super().stream(request):
+            yield item
+
+
+def _redirected(vendor: errors.Vendor, exc: BaseException) -> ProviderError | None:
+    """A redirect the client did not follow, said as such (the SDK reports it as a failed status)."""
+    status = getattr(exc, "status_code", None) if isinstance(exc, openai.APIStatusError) else None
+    if status is None or not 300 <= status < 400:
+        return None
+    return ProviderError(
+        ErrorKind.BAD_REQUEST,
+        f"{vendor.title} answered with a redirect ({status}), which Maestro does not follow: set the agent's base "
+        "URL to where the server really is.",
+        provider=vendor.name,
+        status=status,
+    )
 
 
 def _usage(reported: CompletionUsage) -> Usage:

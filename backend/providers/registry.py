@@ -1,9 +1,10 @@
 """Which vendor and model an agent runs on, whether that can work here, and the provider instances.
 
 The room stores an agent as (provider, model, base_url). This module turns that into a `ModelProvider`,
-explains in plain words why it cannot run (no key, unknown model, bad URL, offline model missing) before
-a discussion starts, and reports per-vendor availability for the settings UI. Vendor modules are imported
-only when first used, so a broken or absent SDK affects only the agents that need it.
+explains in plain words why it cannot run (no key, unknown model, a bad base URL or one the operator does not
+allow, see `egress`, offline model missing) before a discussion starts, and reports per-vendor availability for
+the settings UI. Vendor modules are imported only when first used, so a broken or absent SDK affects only the
+agents that need it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from backend.providers import egress
 from backend.providers.base import ErrorKind, ModelProvider, ProviderError
 from backend.providers.offline import (
     OFFLINE_HINT,
@@ -111,7 +113,8 @@ def _key_names(info: ProviderInfo) -> str:
 
 
 def _check_base_url(base_url: str | None) -> str | None:
-    """A user-facing complaint about `base_url`, or None when it looks like a usable http(s) URL."""
+    """A user-facing complaint about `base_url`, or None when it is a usable http(s) URL the operator lets the
+    server call (see `egress`: this resolves the host, so it may block on DNS)."""
     url = (base_url or "").strip()
     if not url:
         return f"An OpenAI-compatible agent needs the server's base URL, e.g. {BASE_URL_EXAMPLE} (Ollama)."
@@ -121,8 +124,8 @@ def _check_base_url(base_url: str | None) -> str | None:
     except ValueError:
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or any(ch.isspace() for ch in url):
-        return f"'{url}' is not a valid http(s) base URL; use something like {BASE_URL_EXAMPLE}."
-    return None
+        return f"'{egress.display_url(url)}' is not a valid http(s) base URL; use something like {BASE_URL_EXAMPLE}."
+    return egress.refusal(url)
 
 
 def _problem(provider: str, model: str, base_url: str | None) -> tuple[ErrorKind, str] | None:
@@ -181,7 +184,8 @@ def provider_status() -> list[dict[str, Any]]:
             problem = offline_model_problem()
             available, reason, hint = problem is None, problem or "ready, no key needed", OFFLINE_HINT
         elif info.requires_base_url:
-            available, reason = True, f"set a base URL on the agent, e.g. {BASE_URL_EXAMPLE}"
+            allowed = egress.describe_allowlist()
+            available, reason = True, f"set a base URL on the agent, e.g. {BASE_URL_EXAMPLE}; allowed: {allowed}"
         elif _has_key(info):
             available, reason = True, "ready"
         else:

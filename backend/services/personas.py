@@ -12,7 +12,7 @@ from backend.humans import audit
 from backend.humans.instance import require_admin
 from backend.models import Persona, User
 from backend.models.base import utcnow
-from backend.providers import registry
+from backend.providers import egress, registry
 from backend.providers.personas import DEFAULT_PERSONAS
 from backend.services.discussions import AgentSpec
 from backend.services.errors import InputError, NotFound
@@ -129,5 +129,5 @@ def update_persona(
 def _describe(persona: Persona) -> str:
     where = f"{persona.provider}:{persona.model or '(default)'}"
     if persona.base_url:
-        where += f"@{persona.base_url}"
+        where += f"@{egress.display_url(persona.base_url)}"
     return f"{persona.name} on {where}\n{persona.system_prompt}"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from backend.config import get_settings
 from backend.providers import registry
 from backend.providers.base import ErrorKind, ProviderError
 from backend.providers.offline import OFFLINE_HINT, OFFLINE_MODEL_ID, OFFLINE_MODEL_LABEL, offline_model_problem
@@ -159,8 +160,17 @@ def test_compatible_rejects_malformed_urls(url: str) -> None:
     assert message is not None and "not a valid http(s) base URL" in message
 
 
-@pytest.mark.parametrize("url", ["http://localhost:11434/v1", "https://vllm.internal:8000/v1", "http://10.0.0.5:1234"])
-def test_compatible_accepts_good_urls(url: str) -> None:
+@pytest.fixture
+def gpu_box_allowed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Servers elsewhere than this machine must be on the operator's allowlist (tests/security/test_base_urls.py)."""
+    monkeypatch.setenv("MAESTRO_ALLOWED_BASE_URLS", "loopback, http://10.0.0.5:1234")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("url", ["http://localhost:11434/v1", "https://127.0.0.1:8000/v1", "http://10.0.0.5:1234"])
+def test_compatible_accepts_good_urls(url: str, gpu_box_allowed: None) -> None:
     assert validate_agent("openai_compatible", "llama3.1", url) is None
 
 
