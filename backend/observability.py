@@ -6,7 +6,8 @@ process/platform collectors of the default registry, and tests can read them wit
 
 The engine reports each model call once it has ended (`record_call`), the runner brackets each running
 discussion (`discussion_active()`), and every open tab's follower brackets its viewer (`viewer_active()`).
-All are cheap (a lock and an add) and safe from any thread or task.
+All are cheap (a lock and an add) and safe from any thread or task. Label values are bounded: a provider, model
+or error kind this instance does not know (a name a user typed) is counted as "other".
 
 Logging: `configure_logging()` installs one root handler that writes one JSON object per line (time, level,
 logger, message, discussion_id when known, exception, plus any `extra=` fields). The discussion id comes from
@@ -34,6 +35,8 @@ from typing import Any, Literal
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.exposition import choose_encoder
 
+from backend.providers.base import ErrorKind
+
 __all__ = [
     "REGISTRY",
     "JsonFormatter",
@@ -44,6 +47,8 @@ __all__ = [
     "discussion_context",
     "discussion_started",
     "discussion_stopped",
+    "model_label",
+    "provider_label",
     "record_call",
     "render",
     "serve_metrics",
@@ -62,6 +67,9 @@ LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 
 FIRST_TOKEN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, float("inf"))
 
 MAX_LABEL_CHARS = 100  # a model name is free text for OpenAI-compatible servers; keep label values bounded
+# A provider or model a user typed that this instance does not know: counted under one label, so nobody can
+# grow the metrics (and every scrape) without bound by inventing names.
+OTHER = "other"
 
 MODEL_CALLS = Counter(
     "maestro_model_calls_total",
@@ -121,6 +129,49 @@ def _label(value: str | None, default: str = "unknown") -> str:
     return text[:MAX_LABEL_CHARS] if text else default
 
 
+def provider_label(provider: str | None) -> str:
+    """The provider as a label: a built-in vendor or one plugged in by code (tests, benchmarks), else "other"."""
+    from backend.providers import registry
+
+    name = (provider or "").strip()
+    if not name:
+        return "unknown"
+    return name[:MAX_LABEL_CHARS] if name in registry.PROVIDERS or registry.is_registered(name) else OTHER
+
+
+def model_label(provider: str | None, model: str | None) -> str:
+    """The model as a label: one the price table knows for its provider (snapshot date dropped when only the alias
+    is listed), the bundled offline model, or any model of a provider plugged in by code; else "other".
+
+    An OpenAI-compatible server's models are free text, so they count as "other" until the operator prices them
+    in MAESTRO_PRICE_TABLE (backend/providers/pricing.py)."""
+    from backend.providers import pricing, registry
+    from backend.providers.offline import OFFLINE_MODEL_ID
+
+    name, vendor = (model or "").strip(), (provider or "").strip()
+    if not name:
+        return "unknown"
+    if provider_label(vendor) == OTHER:
+        return OTHER
+    if registry.is_registered(vendor):
+        return name[:MAX_LABEL_CHARS]
+    if vendor == "offline" and name == OFFLINE_MODEL_ID:
+        return name
+    table = pricing.price_table()
+    for candidate in (name, pricing.canonical_model(name)):
+        if f"{vendor}/{candidate}" in table and candidate != pricing.WILDCARD:
+            return candidate[:MAX_LABEL_CHARS]
+    return OTHER
+
+
+_ERROR_KINDS = frozenset({kind.value for kind in ErrorKind} | {"unknown"})
+
+
+def _kind_label(kind: str | None) -> str:
+    label = _label(kind)
+    return label if label in _ERROR_KINDS else OTHER
+
+
 def _nonneg(value: float | int | None) -> float:
     return max(0.0, float(value or 0))
 
@@ -142,15 +193,16 @@ def record_call(
 
     `latency_s` is the whole call; `first_token_s` the wait for its first streamed text (None when no text
     came). Token counts follow `Usage`: `input_tokens` includes `cached_tokens`. A failed call counts under
-    `maestro_model_errors_total{kind=error_kind}` ("unknown" when no kind is given) as well. Negative
+    `maestro_model_errors_total{kind=error_kind}` ("unknown" when no kind is given) as well. Providers, models
+    and error kinds this instance does not know are labelled "other" (`provider_label`, `model_label`). Negative
     numbers count as 0. Raises ValueError only for a `status` other than "ok" or "failed".
     """
     if status not in ("ok", "failed"):
         raise ValueError(f"status must be 'ok' or 'failed', not {status!r}")
-    p = _label(provider)
-    _child(MODEL_CALLS, p, _label(model), status).inc()
+    p = provider_label(provider)
+    _child(MODEL_CALLS, p, model_label(provider, model), status).inc()
     if status == "failed":
-        _child(MODEL_ERRORS, p, _label(error_kind)).inc()
+        _child(MODEL_ERRORS, p, _kind_label(error_kind)).inc()
     _child(MODEL_LATENCY, p).observe(_nonneg(latency_s))
     if first_token_s is not None:
         _child(TIME_TO_FIRST_TOKEN, p).observe(_nonneg(first_token_s))

@@ -3,6 +3,13 @@
 Every route is a thin call into the same services the web room uses (backend/services/room.py), so roles, closed
 discussions, idempotent client ids and message limits hold here exactly as they do in the browser. A discussion a
 person is not in answers 404, as an unknown one does: which discussions exist is not leaked.
+
+GET /api/discussions/{id} gives the newest 200 finished messages, in log order, never the whole transcript.
+`?limit=` asks for 1 to 500; `?before=<seq>` gives the page of messages older than that seq, `?after=<seq>` the
+oldest ones newer than it (to catch up). `messages_page` says what lies outside the page:
+`{"limit", "has_more_before", "has_more_after", "next_before", "next_after"}`, where `next_before` (the seq of the
+page's first message) is the `before=` of the previous page, and `next_after` (its last) the `after=` of the next,
+each null when there is nothing that way. Pages are cut on seq, so messages that arrive meanwhile shift nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from backend.db import run_db
 from backend.deliberation import decisions, polls
 from backend.humans import prompts
 from backend.models import Message, Participant
-from backend.services import discussions, room
+from backend.services import discussions, room, transcript
 from backend.services.discussions import AgentSpec
 from backend.services.personas import agent_spec, defaults_by_key
 
@@ -137,9 +144,35 @@ def _message(m: Message) -> dict:
     }
 
 
-def _detail(discussion_id: int) -> dict:
-    """Everything a client needs to follow and act: people, messages, what waits for an answer, the decision."""
+def _page_query(request: Request) -> dict[str, int | None]:
+    """`limit`, `before` and `after` from the query string; a value that is not a whole number is a 422."""
+    values: dict[str, int | None] = {}
+    for name in ("limit", "before", "after"):
+        raw = request.query_params.get(name)
+        if raw is None or raw == "":
+            continue
+        if not raw.isdigit() or len(raw) > 18:
+            raise ApiError(422, f"?{name}= must be a whole number.", {name: "Must be a whole number."})
+        values[name] = int(raw)
+    transcript.check_page(
+        before=values.get("before"), after=values.get("after"), limit=values.get("limit", transcript.DEFAULT_LIMIT)
+    )
+    return values
+
+
+def _edge(seq: int | None, cursor: int | None, step: int) -> int | None:
+    """The cursor for the next page one way: the page's edge seq, or just past the cursor of an empty page."""
+    return seq if seq is not None else (cursor + step if cursor is not None else None)
+
+
+def _detail(
+    discussion_id: int, *, before: int | None = None, after: int | None = None, limit: int = transcript.DEFAULT_LIMIT
+) -> dict:
+    """Everything a client needs to follow and act: people, a page of messages (the newest by default), what
+    waits for an answer, the decision."""
     d = discussions.get_discussion(discussion_id)
+    page = transcript.list_messages_page(discussion_id, before=before, after=after, limit=limit)
+    seqs = [m.seq for m in page.messages]
     return {
         "id": d.id,
         "topic": d.topic,
@@ -149,7 +182,14 @@ def _detail(discussion_id: int) -> dict:
         "rounds": d.rounds,
         "last_seq": d.last_seq,
         "participants": [_participant(p) for p in discussions.list_participants(discussion_id)],
-        "messages": [_message(m) for m in discussions.list_messages(discussion_id)],
+        "messages": [_message(m) for m in page.messages],
+        "messages_page": {
+            "limit": limit,
+            "has_more_before": page.has_more_before,
+            "has_more_after": page.has_more_after,
+            "next_before": _edge(seqs[0] if seqs else None, after, +1) if page.has_more_before else None,
+            "next_after": _edge(seqs[-1] if seqs else None, before, -1) if page.has_more_after else None,
+        },
         "prompts": [
             {
                 "id": p.id,
@@ -207,8 +247,10 @@ async def create(request: Request) -> Response:
 
 @endpoint
 async def show(request: Request) -> Response:
+    """The discussion with a page of its messages (see the module docstring for ?limit=, ?before=, ?after=)."""
     discussion_id, _ = await member_request(request)
-    return JSONResponse(await run_db(_detail, discussion_id))
+    page = _page_query(request)
+    return JSONResponse(await run_db(lambda: _detail(discussion_id, **page)))
 
 
 @endpoint

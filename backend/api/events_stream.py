@@ -10,17 +10,25 @@ It runs the same Follower as every browser tab (DESIGN decision 3), so it has th
 - presence and typing as they happen, and a comment line every 15 s so proxies keep an idle stream open.
 
 `?until=finished` ends the stream once the agents stop: after `discussion_finished` or `discussion_paused`.
+
+A person holds at most MAESTRO_MAX_STREAMS_PER_USER streams (8) at once; past that the answer is 429 with
+Retry-After, and a slot frees as soon as a stream ends or its client goes away. The streams are counted in this
+process, and also in Redis when REDIS_URL is set, so the cap holds across workers: each stream is an entry with
+an expiry that the stream pushes back as it runs, so a worker that dies without closing its streams frees their
+slots within SLOT_TTL_S. If Redis cannot be reached the stream is counted in this process only.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
+from backend.config import get_settings
 from backend.db import run_db
 from backend.events.bus import get_bus
 from backend.events.follower import Batch, Follower
@@ -28,8 +36,12 @@ from backend.events.schema import DiscussionFinished, DiscussionPaused
 from backend.observability import viewer_active
 from backend.orchestrator.runner import get_runner
 from backend.services import discussions
+from backend.services.errors import TooManyAttempts
 
 from .http import ApiError, endpoint, member_request
+from .stream_slots import RETRY_AFTER_S, STREAM_SLOTS, SlotStream
+
+log = logging.getLogger(__name__)
 
 KEEP_ALIVE_S = 15.0
 STOPPED = ("completed", "failed", "paused", "awaiting_approval")  # the agents are not running
@@ -54,27 +66,42 @@ def _frames(batch: Batch) -> list[bytes]:
 
 @endpoint
 async def events(request: Request) -> Response:
-    discussion_id, _ = await member_request(request)
+    discussion_id, user = await member_request(request)
     after = _after(request)
     until_stopped = request.query_params.get("until") == "finished"
     discussion = await run_db(discussions.get_discussion, discussion_id)
     if until_stopped and discussion.status in STOPPED and after >= discussion.last_seq:
         return Response(status_code=204)  # nothing more will come until someone runs the agents again
-    # Livelier pacing than a browser tab's: no React render to protect, and tools like small, prompt pieces.
-    follower = Follower(
-        discussion_id,
-        after_seq=after,
-        bus=get_bus(),
-        live_source=get_runner().live_text,
-        min_interval=0.05,
-        max_wait=0.1,
-        min_flush_chars=64,
-    )
+    assert user.id is not None
+    cap = get_settings().max_streams_per_user
+    slot = await STREAM_SLOTS.take(user.id, cap)
+    if slot is None:
+        message = (
+            f"You already hold {cap} live event streams open, the most one person may (MAESTRO_MAX_STREAMS_PER_USER)."
+            " Close one (each tool following a discussion holds one) and try again."
+        )
+        raise TooManyAttempts({"streams": message}, retry_after=RETRY_AFTER_S)
+
+    try:
+        # Livelier pacing than a browser tab's: no React render to protect, and tools like small, prompt pieces.
+        follower = Follower(
+            discussion_id,
+            after_seq=after,
+            bus=get_bus(),
+            live_source=get_runner().live_text,
+            min_interval=0.05,
+            max_wait=0.1,
+            min_flush_chars=64,
+        )
+    except BaseException:
+        await slot.release()
+        raise
 
     async def stream() -> AsyncIterator[bytes]:
         with viewer_active():
             async with follower:
                 async for batch in follower.batches(idle=KEEP_ALIVE_S):
+                    await slot.keep()
                     if not batch:
                         yield b": keep-alive\n\n"
                         continue
@@ -86,7 +113,7 @@ async def events(request: Request) -> Response:
                         return
 
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+    return SlotStream(stream(), slot, media_type="text/event-stream", headers=headers)
 
 
 def events_route() -> Route:

@@ -1,4 +1,5 @@
-"""The audit trail of a discussion: every human action, who, what, when, and the value before."""
+"""The audit trail of a discussion: every human action, who, what, when, and the value before; newest first, a
+page of 100 at a time (Older / Newer), so a long trail never loads whole."""
 
 from __future__ import annotations
 
@@ -26,21 +27,45 @@ class AuditState(rx.State):
     rows: list[AuditRow] = []
     allowed: bool = True
     room_href: str = "/"
+    # The trail is shown a page at a time, newest first: cursors to the pages beside this one (0: none that way).
+    older_id: int = 0
+    newer_id: int = 0
 
     @rx.event
     async def load(self):
-        """Members of the discussion may read its trail."""
+        """Members of the discussion may read its trail; it opens on the newest page."""
+        return await self._show()
+
+    @rx.event
+    async def older(self):
+        """The next page of older entries."""
+        if self.older_id:
+            return await self._show(before=self.older_id)
+
+    @rx.event
+    async def newer(self):
+        """The next page of newer entries (the newest page once there are no more)."""
+        if self.newer_id:
+            return await self._show(after=self.newer_id)
+
+    async def _show(self, *, before: int | None = None, after: int | None = None):
+        """Check who is asking on every page, then show the page (each page rechecks: a removed member sees none)."""
         user = await (await self.get_state(AuthState)).current_user()
         if user is None:
             return rx.redirect(f"{routes.LOGIN}?next={self.router.url.path}")
         try:
             did = int(self.discussion_id)  # type: ignore[attr-defined]
         except ValueError:
-            self.allowed, self.rows = False, []
+            self.allowed, self.rows, self.older_id, self.newer_id = False, [], 0, 0
             return
         self.room_href = routes.room(did)
         self.allowed = await run_db(membership.member_of, did, user) is not None
-        entries = await run_db(audit.trail, did) if self.allowed else []
+        if not self.allowed:
+            self.rows, self.older_id, self.newer_id = [], 0, 0
+            return
+        page = await run_db(lambda: audit.trail_page(did, before=before, after=after))
+        entries = page.entries
+        self.older_id, self.newer_id = page.older or 0, page.newer or 0
         self.rows = [
             AuditRow(
                 at=e.at.strftime("%Y-%m-%d %H:%M:%S"),
@@ -88,6 +113,25 @@ def audit_page() -> rx.Component:
                         rx.table.body(rx.foreach(AuditState.rows, _row)),
                         size="1",
                         id="audit-table",
+                    ),
+                    rx.flex(
+                        rx.button(
+                            "Newer",
+                            on_click=AuditState.newer,
+                            disabled=AuditState.newer_id == 0,
+                            variant="soft",
+                            id="audit-newer",
+                        ),
+                        rx.button(
+                            "Older",
+                            on_click=AuditState.older,
+                            disabled=AuditState.older_id == 0,
+                            variant="soft",
+                            id="audit-older",
+                        ),
+                        spacing="2",
+                        justify="end",
+                        padding_top="8px",
                     ),
                     overflow_x="auto",
                     width="100%",

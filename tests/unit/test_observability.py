@@ -14,6 +14,21 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from backend import observability as obs
 from backend.observability import REGISTRY
+from backend.providers import registry
+from backend.providers.scripted import ScriptedProvider
+
+TEST_PROVIDERS = ("test-ok", "test-failed", "test-bounds", "test-render", "test-serve")
+
+
+@pytest.fixture(autouse=True)
+def _test_providers():
+    """Each test counts under its own provider, plugged in by code as a test provider is: such providers keep
+    their names and model names as labels (a name only a user typed would count as "other")."""
+    for name in TEST_PROVIDERS:
+        registry.register_provider(name, ScriptedProvider(["unused"]))
+    yield
+    for name in TEST_PROVIDERS:
+        registry.unregister_provider(name)
 
 
 def value(name: str, **labels: str) -> float:
