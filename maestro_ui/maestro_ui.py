@@ -15,6 +15,8 @@ from backend.db import run_db
 from backend.observability import configure_logging
 from backend.orchestrator.runner import get_runner
 from maestro_ui import routes
+from maestro_ui.pages.account import AccountState, account_page
+from maestro_ui.pages.admin import AdminState, admin_page
 from maestro_ui.pages.audit import AuditState, audit_page
 from maestro_ui.pages.decisions import DecisionPageState, DecisionsState, decision_page, decisions_page
 from maestro_ui.pages.index import DiscussionsState, index_page
@@ -72,3 +74,9 @@ app.add_page(
     on_load=[AuthState.require, DecisionsState.load],
 )
 app.add_page(decision_page, route=routes.DECISION, title="Decision · Maestro", on_load=DecisionPageState.load)
+app.add_page(
+    admin_page, route=routes.ADMIN, title="Instance admin · Maestro", on_load=[AuthState.require, AdminState.load]
+)
+app.add_page(
+    account_page, route=routes.ACCOUNT, title="Your account · Maestro", on_load=[AuthState.require, AccountState.load]
+)

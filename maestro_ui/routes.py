@@ -10,6 +10,8 @@ LOGIN = "/login"
 SIGNUP = "/signup"
 DECISIONS = "/decisions"
 DECISION = "/decision/[decision_id]"
+ADMIN = "/admin"
+ACCOUNT = "/account"
 
 
 def room(discussion_id: int) -> str:

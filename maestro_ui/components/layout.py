@@ -51,7 +51,15 @@ def page(*children: rx.Component, **props) -> rx.Component:
                             aria_label="Account",
                         )
                     ),
-                    rx.menu.content(rx.menu.item("Sign out", on_click=AuthState.log_out, id="sign-out")),
+                    rx.menu.content(
+                        rx.menu.item("Your account", on_click=rx.redirect(routes.ACCOUNT), id="account-link"),
+                        rx.cond(
+                            AuthState.admin,
+                            rx.menu.item("Instance admin", on_click=rx.redirect(routes.ADMIN), id="admin-link"),
+                        ),
+                        rx.menu.separator(),
+                        rx.menu.item("Sign out", on_click=AuthState.log_out, id="sign-out"),
+                    ),
                 ),
                 rx.link("Sign in", href=routes.LOGIN, size="2", id="sign-in-link"),
             ),

@@ -63,6 +63,12 @@ def signup_page() -> rx.Component:
             _field("Username (for @mentions)", "username", auto_complete="username", placeholder="alex"),
             _field("Your name", "display_name", placeholder="Alex Kim"),
             _field("Password (8 characters or more)", "password", "password", auto_complete="new-password"),
+            rx.text(
+                "The first account on a new server is its admin. After that, the admin decides who may sign up "
+                "(by default, people with a sign-up link from the admin).",
+                size="1",
+                color_scheme="gray",
+            ),
         ],
         rx.text("Have an account? ", rx.link("Sign in", href=routes.LOGIN), size="2"),
     )
