@@ -24,7 +24,8 @@ class Credentials(BaseModel):
 async def log_in(request: Request) -> Response:
     """A token for `Authorization: Bearer`; a wrong name or password is one vague 422, as in the browser."""
     body = await read_json(request, Credentials)
-    user, token = await run_db(accounts.log_in, body.username, body.password)
+    address = request.client.host if request.client else None
+    user, token = await accounts.run_auth(accounts.log_in, body.username, body.password, address=address)
     return JSONResponse({"token": token, "username": user.username, "display_name": user.display_name}, status_code=201)
 
 

@@ -87,3 +87,16 @@ def trail_page(
 
 def _any(session: Session, *where) -> bool:
     return session.exec(select(AuditEntry.id).where(*where).limit(1)).first() is not None
+
+
+def instance_trail(limit: int = 50) -> list[AuditEntry]:
+    """The newest entries about the instance itself (admin, policy, personas, sign-up links, accounts)."""
+    with session_scope() as s:
+        return list(
+            s.exec(
+                select(AuditEntry)
+                .where(AuditEntry.discussion_id.is_(None))  # type: ignore[union-attr]
+                .order_by(AuditEntry.id.desc())  # type: ignore[union-attr]
+                .limit(limit)
+            )
+        )

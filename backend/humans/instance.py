@@ -14,7 +14,7 @@ from sqlmodel import Session
 from backend.config import get_settings
 from backend.db import session_scope
 from backend.humans import audit
-from backend.models import InstancePolicy, User
+from backend.models import AuditEntry, InstancePolicy, User
 from backend.models.base import utcnow
 from backend.services.errors import Forbidden, InputError
 
@@ -107,4 +107,12 @@ def _describe(p: Policy) -> str:
     def usd(v: float | None) -> str:
         return "no cap" if v is None else f"${v:g}"
 
-    return f"sign-up {p.signup_policy}; per person {usd(p.user_daily_usd)}/day; instance {usd(p.instance_daily_usd)}/day"
+    return (
+        f"sign-up {p.signup_policy}; per person {usd(p.user_daily_usd)}/day; instance {usd(p.instance_daily_usd)}/day"
+    )
+
+
+def instance_audit(actor: User | None, limit: int = 50) -> list[AuditEntry]:
+    """What was done to the instance itself, newest first (admin only): policy, personas, sign-up links, accounts."""
+    require_admin(actor, "read the instance's audit trail")
+    return audit.instance_trail(limit)

@@ -14,6 +14,13 @@ from maestro_ui.components.layout import page
 from maestro_ui.state.auth import AuthState
 
 
+class AuditRow(TypedDict):
+    at: str
+    who: str
+    action: str
+    detail: str
+
+
 class LinkRow(TypedDict):
     id: int
     note: str
@@ -39,6 +46,7 @@ class AdminState(rx.State):
     user_daily_usd: str = ""
     instance_daily_usd: str = ""
     links: list[LinkRow] = []
+    trail: list[AuditRow] = []
     new_link: str = ""  # shown once, right after it is made
     message: str = ""
     error: str = ""
@@ -61,6 +69,15 @@ class AdminState(rx.State):
                 active=r.active,
             )
             for r in rows
+        ]
+        self.trail = [
+            AuditRow(
+                at=e.at.strftime("%d %b %H:%M"),
+                who=e.actor_name,
+                action=e.action,
+                detail=" ".join(x for x in (e.target, (e.new_value or "")[:160]) if x),
+            )
+            for e in await run_db(instance.instance_audit, actor)
         ]
 
     @rx.event
@@ -204,11 +221,22 @@ def admin_page() -> rx.Component:
                             rx.form(
                                 rx.flex(
                                     rx.input(name="note", placeholder="for whom", id="link-note"),
-                                    rx.input(name="max_uses", default_value="1", type="number", width="80px"),
-                                    rx.input(name="days", default_value="7", type="number", width="80px"),
+                                    rx.input(
+                                        name="max_uses",
+                                        default_value="1",
+                                        type="number",
+                                        width="80px",
+                                        aria_label="uses",
+                                    ),
+                                    rx.text("accounts,", size="2"),
+                                    rx.input(
+                                        name="days", default_value="7", type="number", width="80px", aria_label="days"
+                                    ),
+                                    rx.text("days", size="2"),
                                     rx.button("Make link", type="submit", variant="soft", id="make-signup-link"),
                                     spacing="2",
                                     wrap="wrap",
+                                    align="center",
                                 ),
                                 on_submit=AdminState.make_link,
                             ),
@@ -222,6 +250,27 @@ def admin_page() -> rx.Component:
                             ),
                             rx.foreach(AdminState.links, _link),
                             spacing="3",
+                            width="100%",
+                        ),
+                        width="100%",
+                    ),
+                    rx.card(
+                        rx.vstack(
+                            rx.heading("What was changed", size="4"),
+                            rx.foreach(
+                                AdminState.trail,
+                                lambda e: rx.text(
+                                    rx.text.span(e["at"], " · ", color_scheme="gray"),
+                                    rx.text.span(e["who"], weight="medium"),
+                                    " ",
+                                    rx.code(e["action"]),
+                                    " ",
+                                    e["detail"],
+                                    size="1",
+                                    class_name="instance-audit-row",
+                                ),
+                            ),
+                            spacing="1",
                             width="100%",
                         ),
                         width="100%",

@@ -216,3 +216,13 @@ async def test_a_burst_of_sign_ins_does_not_stall_database_calls(sqlite_db):
     await asyncio.gather(*burst)
     # Each argon2 hash takes tens of ms; 24 of them queued in the database's pool would hold it for many times this.
     assert waited < 0.25, f"a database call waited {waited:.3f} s behind the sign-ins"
+
+
+def test_only_the_admin_reads_what_was_changed_on_the_instance(sqlite_db):
+    root, _ = accounts.sign_up("root", PASSWORD)
+    pat, _ = accounts.sign_up("pat", PASSWORD)
+    instance.set_policy(root, signup_policy="closed", user_daily_usd=None, instance_daily_usd=3.0)
+    with pytest.raises(Forbidden):
+        instance.instance_audit(pat)
+    actions = [e.action for e in instance.instance_audit(root)]
+    assert actions[0] == "instance.policy" and actions.count("account.sign_up") == 2
