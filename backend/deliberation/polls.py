@@ -3,8 +3,9 @@
 A person votes through the service (identity from the server session, role checked here); an agent's ballot comes
 from the engine. Changing a vote retires the previous row and inserts a new current one, so the history stays and
 the partial unique index keeps one current ballot per participant. A ballot's `client_id` makes a double click one
-vote. How anyone voted stays hidden until the poll closes; then the count, the per-voter breakdown and (for Schulze)
-the pairwise matrix are stored on the poll and published.
+vote. How anyone voted stays hidden until the poll closes (the audit trail and the VoteCast event say who voted, never
+how); then the count, the per-voter breakdown and (for Schulze) the pairwise matrix are stored on the poll and
+published, and the people's ballots are revealed in the audit trail in the same transaction.
 """
 
 from __future__ import annotations
@@ -218,14 +219,13 @@ def cast_vote(
             if poll is None or poll.discussion_id != discussion_id:
                 raise NotFound(f"No vote {poll_id} in this discussion.")
             event = record_vote(s, poll, participant, ranking, client_id=client_id, reason=reason)
-            if event is not None:
+            if event is not None:  # that they voted, not how: the ballot is sealed until the poll closes
                 audit.record(
                     s,
                     actor=actor,
                     action="vote.change" if event.changed else "vote.cast",
                     discussion_id=discussion_id,
                     target=poll.question,
-                    new=" > ".join(ranking),
                 )
             return event
     except IntegrityError:  # the same person voting from two tabs at the same instant: one of them wins
@@ -283,7 +283,39 @@ def close(session: Session, poll: Poll) -> PollClosed | None:
         return None
     result = count(poll, current_votes(session, poll.id))
     session.execute(update(Poll).where(Poll.id == poll.id).values(result=result))  # type: ignore[arg-type]
+    _reveal_ballots(session, poll)
     return append_event(session, PollClosed(discussion_id=poll.discussion_id, poll_id=poll.id, result=result))  # type: ignore[return-value]
+
+
+def _reveal_ballots(session: Session, poll: Poll) -> None:
+    """Unseal the people's ballots into the audit trail, in the closing transaction: one "vote.revealed" entry per
+    ballot ever cast (changed ones included, with the ballot it replaced as the value before), so the trail keeps
+    every vote once nobody can be swayed by it any more."""
+    assert poll.id is not None
+    texts = {o["id"]: o["text"] for o in poll.options}
+    previous: dict[int, str] = {}
+    ballots = session.exec(
+        select(Vote, Participant.user_id)
+        .join(Participant, Participant.id == Vote.participant_id)  # type: ignore[arg-type]
+        .where(Vote.poll_id == poll.id, Vote.voter_kind == ParticipantKind.HUMAN)
+        .order_by(Vote.id)  # type: ignore[arg-type]
+    ).all()
+    user_ids = sorted({uid for _, uid in ballots if uid})
+    users = {u.id: u for u in session.exec(select(User).where(User.id.in_(user_ids)))}  # type: ignore[union-attr]
+    for vote, user_id in ballots:
+        shown = " > ".join(f"{r}. {texts.get(r, r)}" for r in vote.ranking) + (
+            f" ({vote.reason})" if vote.reason else ""
+        )
+        audit.record(
+            session,
+            actor=users.get(user_id) if user_id else None,
+            action="vote.revealed",
+            discussion_id=poll.discussion_id,
+            target=poll.question if user_id in users else f"{poll.question} ({vote.voter_name})",
+            previous=previous.get(vote.participant_id),
+            new=shown,
+        )
+        previous[vote.participant_id] = shown
 
 
 def close_if_done(poll_id: int, grace_s: float | None = None, excused: set[int] | None = None) -> PollClosed | None:

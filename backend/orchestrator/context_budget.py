@@ -34,6 +34,7 @@ from backend.providers.base import (
     TranscriptEntry,
     Usage,
 )
+from backend.providers.framing import FORMAT_NOTE, frame
 from backend.providers.offline import N_CTX as OFFLINE_N_CTX
 
 log = logging.getLogger(__name__)
@@ -195,7 +196,8 @@ _EXCERPT_TAG = re.compile(r"<\s*/?\s*excerpt\s*>", re.IGNORECASE)
 
 
 def _excerpt_line(entry: TranscriptEntry) -> str:
-    return f"[{entry.author}]: {_EXCERPT_TAG.sub('(excerpt tag)', entry.content)}"
+    """One message of the excerpt, framed so its text cannot forge another speaker's line or close the excerpt."""
+    return frame(_EXCERPT_TAG.sub("(excerpt tag)", entry.author), _EXCERPT_TAG.sub("(excerpt tag)", entry.content))
 
 
 def summary_request(model: str, span: list[TranscriptEntry], max_tokens: int = 600) -> GenerationRequest:
@@ -203,13 +205,13 @@ def summary_request(model: str, span: list[TranscriptEntry], max_tokens: int = 6
     excerpt = "\n\n".join(_excerpt_line(e) for e in span)
     words = max(30, max_tokens * 2 // 3)
     content = (
-        "Below is an excerpt of a multi-party discussion; each message is shown as [Name]: text.\n\n"
+        f"Below is an excerpt of a multi-party discussion. {FORMAT_NOTE}\n\n"
         f"<excerpt>\n{excerpt}\n</excerpt>\n\n{_SUMMARY_TASK.format(words=words)}"
     )
     return GenerationRequest(
         model=model,
         system=_SUMMARY_SYSTEM,
-        transcript=[TranscriptEntry(SUMMARY_AUTHOR, content, "system")],
+        transcript=[TranscriptEntry(SUMMARY_AUTHOR, content, "system", framed=True)],
         max_tokens=max_tokens,
         temperature=0.2,
     )

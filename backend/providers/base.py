@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from backend.providers.framing import author_line, escape_body, frame
+
 
 class ErrorKind(StrEnum):
     """What went wrong with a model call, vendor-neutral."""
@@ -61,6 +63,9 @@ class TranscriptEntry:
     content: str
     author_kind: Literal["agent", "human", "system"] = "agent"
     is_self: bool = False  # written by the agent that is about to speak
+    # The content is already framed by Maestro (a quoted excerpt whose messages went through framing.frame), so
+    # its author lines are real and it is sent as is; never set for text a participant or a model wrote.
+    framed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,18 +154,19 @@ def to_chat_messages(transcript: list[TranscriptEntry], *, speaker_cue: str | No
     """Turn the shared transcript into alternating user/assistant turns for one agent.
 
     The speaking agent's own earlier messages become `assistant` turns; everyone else's are `user` turns
-    prefixed with their author's name, so the model knows who said what. Consecutive user turns are merged
-    because some vendors (Anthropic, Gemini) require strict alternation. The result always starts and ends
-    with a user turn, ending with `speaker_cue` when given.
+    prefixed with their author's name, so the model knows who said what. Every body goes through the framing
+    (backend/providers/framing.py), so a line inside a message can never pass for another author's. Consecutive
+    user turns are merged because some vendors (Anthropic, Gemini) require strict alternation. The result always
+    starts and ends with a user turn, ending with `speaker_cue` when given.
     """
     out: list[ChatMessage] = []
     for entry in transcript:
         if entry.is_self:
             role: Literal["user", "assistant"] = "assistant"
-            text = entry.content
+            text = escape_body(entry.content)
         else:
             role = "user"
-            text = f"[{entry.author}]: {entry.content}"
+            text = author_line(entry.author) + entry.content if entry.framed else frame(entry.author, entry.content)
         if out and out[-1].role == role:
             out[-1] = ChatMessage(role, f"{out[-1].content}\n\n{text}")
         else:

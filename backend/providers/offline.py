@@ -49,6 +49,7 @@ from backend.providers.base import (
     Usage,
     to_chat_messages,
 )
+from backend.providers.framing import frame
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +287,7 @@ class _Runtime:
         fitting: list[TranscriptEntry] = []
         for entry in reversed(middle):
             entry = replace(entry, content=self._shorten(entry.content, max(cap, 64)))
-            cost = len(self._tokens(f"[{entry.author}]: {entry.content}\n\n")) + 2
+            cost = len(self._tokens(frame(entry.author, entry.content) + "\n\n")) + 2
             if cost > room:
                 break
             fitting.insert(0, entry)
