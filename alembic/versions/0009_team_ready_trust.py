@@ -21,10 +21,9 @@ LINK_DAYS = 7
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("user", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("is_admin", sa.Boolean(), nullable=False, server_default=sa.false()))
-    with op.batch_alter_table("authsession", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("pending", sa.Boolean(), nullable=False, server_default=sa.false()))
+    # Plain ADD COLUMN (no batch copy): on SQLite a copy of `user` would have to drop a table others refer to.
+    op.add_column("user", sa.Column("is_admin", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column("authsession", sa.Column("pending", sa.Boolean(), nullable=False, server_default=sa.false()))
     # The first account of an existing install is its admin, as on a new one.
     op.execute('UPDATE "user" SET is_admin = true WHERE id = (SELECT MIN(id) FROM "user")')
 
@@ -52,6 +51,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_signupinvite_token_hash", "signupinvite", ["token_hash"], unique=True)
+
+    # Today's spend (the daily caps) is summed over these before every priced call.
+    op.create_index("ix_message_created_at", "message", ["created_at"])
+    op.create_index("ix_modelcall_created_at", "modelcall", ["created_at"])
 
     # Join links: the plain token becomes its SHA-256 (links already handed out keep working), with an expiry.
     with op.batch_alter_table("invite", schema=None) as batch_op:
@@ -101,10 +104,10 @@ def downgrade() -> None:
         batch_op.drop_column("token_hash")
         batch_op.alter_column("token", existing_type=sa.String(length=64), nullable=False)
         batch_op.create_index("ix_invite_token", ["token"], unique=True)
+    op.drop_index("ix_modelcall_created_at", table_name="modelcall")
+    op.drop_index("ix_message_created_at", table_name="message")
     op.drop_index("ix_signupinvite_token_hash", table_name="signupinvite")
     op.drop_table("signupinvite")
     op.drop_table("instancepolicy")
-    with op.batch_alter_table("user", schema=None) as batch_op:
-        batch_op.drop_column("is_admin")
-    with op.batch_alter_table("authsession", schema=None) as batch_op:
-        batch_op.drop_column("pending")
+    op.drop_column("authsession", "pending")
+    op.drop_column("user", "is_admin")

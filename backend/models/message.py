@@ -27,6 +27,7 @@ class Message(SQLModel, table=True):
         UniqueConstraint("discussion_id", "turn_key", name="uq_message_turn"),
         UniqueConstraint("discussion_id", "client_id", name="uq_message_client_id"),
         Index("ix_message_discussion_seq", "discussion_id", "seq"),
+        Index("ix_message_created_at", "created_at"),  # today's spend, for the daily caps
     )
 
     id: int | None = Field(default=None, primary_key=True)

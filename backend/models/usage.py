@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
 from backend.models.base import timestamp_field
@@ -14,6 +15,8 @@ from backend.models.base import timestamp_field
 
 class ModelCall(SQLModel, table=True):
     """Tokens, cost and latency of one call made for the discussion outside the agents' turns."""
+
+    __table_args__ = (Index("ix_modelcall_created_at", "created_at"),)  # today's spend, for the daily caps
 
     id: int | None = Field(default=None, primary_key=True)
     discussion_id: int = Field(foreign_key="discussion.id", index=True)

@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The reply limit of each step's calls (each is a structured reply: asked for twice at most).
+CONSENSUS_MAX_TOKENS = 1500
+BALLOT_MAX_TOKENS = 300
+SYNTHESIS_MAX_TOKENS = 500
+
 SYNTHESIS_SYSTEM = (
     "You write the decision card that closes a deliberation. The outcome and the votes below are counted facts: "
     "do not change them. Write a short title, a rationale of a few sentences that explains why the room chose "
@@ -212,11 +217,11 @@ class DecisionPhase:
         ]
         error: str | None = None
         report: dict | None = None
-        if not await self.engine.budget_allows():
-            return None  # paused: the budget is used up
-        for i, agent in enumerate(self.agents):  # the first agent whose provider answers facilitates
-            if i and not await self.engine.budget_allows():  # each fallback is another call: check again
-                return None
+        for agent in self.agents:  # the first agent whose provider answers facilitates; each try is checked
+            if not await self.engine.budget_allows(
+                self.engine.step_call(agent, "consensus report", CONSENSUS_MAX_TOKENS)
+            ):
+                return None  # paused: the call could pass a budget or a cap
             try:
                 provider = await self.engine.provider_for(agent)
                 result = await detect_consensus_result(
@@ -226,6 +231,7 @@ class DecisionPhase:
                     list(dict.fromkeys(names)),
                     round=round_no,
                     previous=self._previous,
+                    max_tokens=CONSENSUS_MAX_TOKENS,
                 )
                 await self.engine.record_call(agent, "consensus", result.usage, result.latency_ms)
                 found = result.value
@@ -299,16 +305,15 @@ class DecisionPhase:
         assert poll.id is not None
         voted = await self.engine.db.run(self._voted, poll.id)
         names = [a.name for a in self.agents]
-        # With a budget the ballots go one at a time, each after a budget check, so the overshoot stays at most
-        # one call (as in the rounds); without one they all go at once.
-        budgeted = self.discussion.budget_tokens is not None or self.discussion.budget_usd is not None
-        gate = asyncio.Semaphore(1 if budgeted else max(1, len(self.agents)))
+        # With limited spend the ballots go one at a time, each after the check of its worst case (as in the
+        # rounds); without a limit they all go at once.
+        gate = asyncio.Semaphore(1 if self.engine.spend_limited else max(1, len(self.agents)))
         over_budget = "Not asked: the budget is used up."
 
         def call(agent: Participant):
             async def run() -> str:
                 async with gate:
-                    if budgeted and not await self.engine.budget_allows():
+                    if not await self.engine.budget_allows(self.engine.step_call(agent, "ballot", BALLOT_MAX_TOKENS)):
                         raise RuntimeError(over_budget)
                     return await ballot(agent)
 
@@ -331,6 +336,7 @@ class DecisionPhase:
                     question=poll.question,
                     rule=poll.rule,
                     view=view,
+                    max_tokens=BALLOT_MAX_TOKENS,
                 )
             except Exception as exc:
                 await self.engine.record_call(agent, "ballot", *spent_on(exc))
@@ -343,7 +349,7 @@ class DecisionPhase:
         tasks = [FanoutTask(a.name, a.model or "", call(a)) for a in asked]
         if not tasks:
             return set()
-        if not await self.engine.budget_allows():
+        if not await self.engine.budget_allows(self.engine.step_call(asked[0], "ballot", BALLOT_MAX_TOKENS)):
             return {a.id for a in asked if a.id}  # paused; the wait below notices and stops
         try:
             outcome = await fan_out(tasks)
@@ -379,15 +385,13 @@ class DecisionPhase:
             await asyncio.sleep(poll_s)
 
     async def _synthesise(self, version: int, poll: Poll, consensus: dict | None) -> None:
-        if not await self.engine.budget_allows():
-            return  # paused: Run Agents (after raising the budget) writes the card
         draft = decisions.draft_from(self.discussion.topic, poll.result or {}, consensus)
         brief = decisions.synthesis_brief(draft, poll.result or {})
         transcript = await self.engine.db.run(self._transcript)
         text, note = None, ""
-        for i, agent in enumerate(self.agents):
-            if i and not await self.engine.budget_allows():  # each fallback is another call: check again
-                return
+        for agent in self.agents:  # the first agent whose provider answers writes it; each try is checked
+            if not await self.engine.budget_allows(self.engine.step_call(agent, "decision card", SYNTHESIS_MAX_TOKENS)):
+                return  # paused: Run Agents (after raising the budget) writes the card
             try:
                 provider = await self.engine.provider_for(agent)
                 request = GenerationRequest(
@@ -397,7 +401,7 @@ class DecisionPhase:
                         *transcript[-12:],
                         TranscriptEntry(author="Moderator", content=brief, author_kind="system"),
                     ],
-                    max_tokens=500,
+                    max_tokens=SYNTHESIS_MAX_TOKENS,
                     temperature=0.0,
                     json_schema=decisions.DecisionText.model_json_schema(),
                 )

@@ -196,6 +196,11 @@ def cost_usd(provider: str, model: str, usage: Usage) -> float:
     ) / 1_000_000
 
 
+def worst_case_usd(provider: str, model: str, input_tokens: int, max_output_tokens: int) -> float:
+    """The most a call can cost before it starts: every prompt token uncached and the reply as long as allowed."""
+    return cost_usd(provider, model, Usage(input_tokens=max(0, input_tokens), output_tokens=max(0, max_output_tokens)))
+
+
 def known_models(provider: str) -> list[str]:
     """Model ids with a price for `provider`, in table order (newest first, overrides last)."""
     prefix = f"{provider}/"

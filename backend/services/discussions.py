@@ -19,7 +19,7 @@ from backend.events.schema import (
     MemberChanged,
     TurnRetryRequested,
 )
-from backend.humans import audit, mentions
+from backend.humans import audit, mentions, rate_limits
 from backend.humans.checkpoints import validate_checkpoints
 from backend.humans.membership import add_owner, authorize, load_open, unique_name
 from backend.humans.roles import Permission, parse_role
@@ -87,6 +87,14 @@ def _validate_budget(tokens: int | None, usd: float | None) -> dict[str, str]:
     if usd is not None and usd <= 0:
         errors["budget_usd"] = "A cost budget must be a positive amount of dollars."
     return errors
+
+
+def _validate_max_tokens(max_tokens_per_turn: int | None) -> dict[str, str]:
+    """A turn's reply limit is bounded by the operator: every token of it may be billed to their keys."""
+    limit = get_settings().max_tokens_per_turn_limit
+    if max_tokens_per_turn is not None and not 0 < max_tokens_per_turn <= limit:
+        return {"max_tokens_per_turn": f"A turn's reply limit is between 1 and {limit:,} tokens on this server."}
+    return {}
 
 
 def _validate_vote(rule: str | None, options: list[str], deadline_s: int) -> dict[str, str]:
@@ -227,6 +235,7 @@ def create_discussion(
         personas = {p.key: p for p in session.exec(select(Persona))}
         errors = _validate(topic, agents, rounds, personas)
         errors.update(_validate_budget(budget_tokens, budget_usd))
+        errors.update(_validate_max_tokens(max_tokens_per_turn))
         try:
             role = parse_role(owner_role)
         except ValueError as err:
@@ -245,12 +254,15 @@ def create_discussion(
         errors.update(_validate_vote(vote_rule, vote_options or [], vote_deadline_s))
         if errors:
             raise InputError(errors)
+        if owner is not None:  # only what would be created counts toward the person's limit
+            rate_limits.hit("create", owner.id)
         discussion = Discussion(
             topic=topic,
             protocol=protocol,
             rounds=rounds,
             created_by=created_by,
-            max_tokens_per_turn=max_tokens_per_turn or get_settings().max_tokens_per_turn,
+            max_tokens_per_turn=max_tokens_per_turn
+            or min(get_settings().max_tokens_per_turn, get_settings().max_tokens_per_turn_limit),
             budget_tokens=budget_tokens,
             budget_usd=budget_usd,
             parallel_openings=parallel_openings,
@@ -359,6 +371,8 @@ def post_human_message(
                     return prior, None
             load_open(session, discussion_id)
             author = authorize(session, discussion_id, actor, Permission.MESSAGE)
+            if actor is not None:  # after the duplicate check: a retried request is not a second message
+                rate_limits.hit("post", actor.id)
             message, event = append_post(session, discussion_id, author, text, client_id)
             audit.record(session, actor=actor, action="message.post", discussion_id=discussion_id, new=text[:200])
             return message, event

@@ -6,7 +6,7 @@ from backend.db import run_db
 from backend.deliberation import approval, polls
 from backend.events.bus import get_bus
 from backend.events.schema import Presence, Typing
-from backend.humans import membership, presence, prompts
+from backend.humans import membership, presence, prompts, rate_limits
 from backend.humans.roles import Permission
 from backend.models import Message, Participant, User
 from backend.orchestrator.runner import get_runner
@@ -104,6 +104,8 @@ async def run_agents(discussion_id: int, actor: User | None) -> str | None:
         return f"This discussion has already {'finished' if discussion.status == 'completed' else 'failed'}."
     if runner.is_running(discussion_id):
         return None  # already running here: a second click changes nothing
+    if actor is not None:  # each start may spend: limited per person (a click on a running room is not one)
+        rate_limits.hit("run", actor.id)
     if not await runner.start(discussion_id):
         return None if runner.is_running(discussion_id) else "Another server is already running this discussion."
     return None

@@ -740,11 +740,12 @@ def test_no_consensus_tracking_unless_asked_or_voting(database, scripted):
     assert (plain.track_consensus, voting.track_consensus) == (False, True)
 
 
-async def test_under_a_money_budget_the_agents_ballots_overshoot_by_at_most_one_call(
+async def test_under_a_money_budget_no_call_of_the_decision_phase_can_pass_it(
     database, bus, scripted, monkeypatch, tmp_path
 ):
-    """With a budget, ballots go one at a time, each after a budget check: the one that uses the budget up is the
-    last. A first, unbudgeted run measures what everything before the vote costs ($1 a token here)."""
+    """Every call is checked at its worst case (a turn's whole prompt and reply limit; the consensus report's two
+    tries of the transcript and 1,500 reply tokens): under a budget half a dollar above what an unbudgeted run spent
+    before its vote ($1 a token here), the room pauses before the call that could pass it, and never spends more."""
     from backend.models import ModelCall
 
     prices = tmp_path / "prices.json"
@@ -775,13 +776,14 @@ async def test_under_a_money_budget_the_agents_ballots_overshoot_by_at_most_one_
     before_vote, ballots = spent(free, ("consensus",))
     assert ballots == 3 and before_vote > 0
 
-    capped = run(before_vote + 0.5)  # room for the first ballot's check, not for the second's
+    capped = run(before_vote + 0.5)
     assert await runner.start(capped)
     await asyncio.wait_for(runner.tasks[capped], 20)
-    assert spent(capped, ("consensus",)) == (before_vote, 1)
+    total, ballots = spent(capped, ("consensus", "ballot", "synthesis"))
+    assert total <= before_vote + 0.5 and ballots == 0  # paused before a call that could pass the budget
     with session_scope() as s:
         d = s.get(Discussion, capped)
-        assert d.status == "paused" and "budget" in d.pause_reason
+        assert d.status == "paused" and "could cost up to" in d.pause_reason
 
 
 def test_an_override_is_a_veto_and_needs_that_permission(apollo, monkeypatch):
