@@ -79,6 +79,15 @@ class Preflight:
 OnItem = Callable[[CheckItem], Awaitable[None] | None]
 
 
+class NotReady(Exception):
+    """Run Agents was asked for while a required item of the checklist fails; `result` is the checklist."""
+
+    def __init__(self, result: Preflight) -> None:
+        failing = [f"{i.label}: {i.detail}" for i in result.items if i.required and i.status != "pass"]
+        super().__init__("The preflight checklist does not pass: " + " ".join(failing))
+        self.result = result
+
+
 async def run_preflight(
     discussion_id: int,
     *,

@@ -285,16 +285,13 @@ def _checklist(result: preflight.Preflight) -> dict:
 
 @endpoint
 async def run(request: Request) -> Response:
-    """Run (or resume) the agents, as the Run Agents button does: only once the preflight checklist passes."""
+    """Run (or resume) the agents, as the Run Agents button does: the owner only, once the preflight checklist
+    passes (409 with the checklist otherwise)."""
     discussion_id, user = await member_request(request)
-    result = await preflight.run_preflight(discussion_id)
-    if not result.ready:
-        failing = [f"{i.label}: {i.detail}" for i in result.items if i.required and i.status != "pass"]
-        return JSONResponse(
-            {"error": "The preflight checklist does not pass: " + " ".join(failing), **_checklist(result)},
-            status_code=409,
-        )
-    problem = await room.run_agents(discussion_id, user)
+    try:
+        problem = await room.run_agents(discussion_id, user)
+    except preflight.NotReady as err:
+        return JSONResponse({"error": str(err), **_checklist(err.result)}, status_code=409)
     if problem:
         raise ApiError(409, problem)
     return JSONResponse({"status": "running", "events": f"/api/discussions/{discussion_id}/events"}, status_code=202)

@@ -6,22 +6,33 @@ from the session token), never from a role or participant id a browser sent.
 
 from __future__ import annotations
 
+import hashlib
+import math
 import re
 import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from backend import clock
 from backend.db import session_scope
 from backend.events.log import append_event
 from backend.events.schema import MemberChanged
 from backend.humans import audit
 from backend.humans.roles import ROLE_LABELS, Permission, Role, parse_role, permissions, refusal
 from backend.models import Discussion, DiscussionStatus, Invite, Participant, ParticipantKind, Poll, PollStatus, User
+from backend.models.base import as_utc
 from backend.services.errors import Forbidden, InputError, NotFound
 
 CLOSED = (DiscussionStatus.COMPLETED, DiscussionStatus.FAILED)
 MAX_WEIGHT = 10.0
+# A join link lets in whoever holds it, so it never carries a role that decides; those people are invited by name.
+LINK_ROLES = (Role.OBSERVER, Role.CONTRIBUTOR)
+LINK_MIN_DAYS, LINK_MAX_DAYS = 1 / 24, 30.0  # an hour to a month
+LINK_MAX_USES = 1000
 
 
 def unique_name(base: str, taken: set[str]) -> str:
@@ -127,6 +138,13 @@ def _deciding(session: Session, discussion_id: int) -> bool:
     )
 
 
+def check_gate(session: Session, discussion_id: int, new_role: str, previous_role: str | None = None) -> None:
+    """Who approves a decision stays fixed while it is voted on or awaits sign-off: the one check every way into a
+    discussion (an invitation by name, a join link) makes before it gives or takes a role."""
+    if Role.MUST_APPROVE in (new_role, previous_role) and _deciding(session, discussion_id):
+        raise Forbidden("A decision is being voted on or awaits approval: who approves it cannot change now.")
+
+
 def _weight(value: float | None) -> float:
     if value is None:
         return 1.0
@@ -152,11 +170,7 @@ def invite(
             raise InputError({"username": f"Nobody has the username '{username.strip()}'. Ask them to sign up."})
         participant = member(s, discussion_id, invitee)
         previous = f"{participant.role} (weight {participant.vote_weight:g})" if participant else None
-        gate_change = new_role == Role.MUST_APPROVE or (
-            participant is not None and participant.role == Role.MUST_APPROVE
-        )
-        if gate_change and _deciding(s, discussion_id):
-            raise Forbidden("A decision is being voted on or awaits approval: who approves it cannot change now.")
+        check_gate(s, discussion_id, new_role, participant.role if participant else None)
         if participant is None:
             participant = Participant(
                 discussion_id=discussion_id,
@@ -180,34 +194,190 @@ def invite(
         return participant, append_event(s, _event(participant, invitee))  # type: ignore[return-value]
 
 
-def create_join_link(discussion_id: int, actor: User | None, role: str) -> str:
-    """A new secret join token for `role` (owner only); the page turns it into a link."""
+def _digest(token: str) -> str:
+    """What is stored of a join link's token: its SHA-256, so a copy of the database lets nobody in."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class JoinLink:
+    """What the owner sees of a join link: never its token, which only the person who made it was shown."""
+
+    id: int
+    role: str
+    created_at: datetime
+    expires_at: datetime
+    uses: int
+    max_uses: int | None
+    revoked: bool
+
+    @property
+    def active(self) -> bool:
+        """Whether it still lets somebody in."""
+        return (
+            not self.revoked and self.expires_at > clock.now() and (self.max_uses is None or self.uses < self.max_uses)
+        )
+
+
+def _view(link: Invite) -> JoinLink:
+    assert link.id is not None
+    return JoinLink(
+        id=link.id,
+        role=link.role,
+        created_at=as_utc(link.created_at),
+        expires_at=as_utc(link.expires_at),
+        uses=link.uses,
+        max_uses=link.max_uses,
+        revoked=link.revoked,
+    )
+
+
+def _describe(link: Invite) -> str:
+    uses = f"{link.uses} of {link.max_uses}" if link.max_uses is not None else f"{link.uses} of any number"
+    return f"{link.role}, {uses} uses, until {as_utc(link.expires_at):%Y-%m-%d %H:%M} UTC"
+
+
+def _link_terms(role: str, expires_in_days: float, max_uses: int | None) -> tuple[Role, float, int | None]:
+    """The link's role, lifetime and use limit, or an InputError saying what is allowed."""
+    errors: dict[str, str] = {}
+    link_role: Role | None = None
     try:
         link_role = parse_role(role)
     except ValueError as err:
-        raise InputError({"role": str(err)}) from None
-    token = secrets.token_urlsafe(16)
+        errors["role"] = str(err)
+    if link_role is not None and link_role not in LINK_ROLES:
+        errors["role"] = (
+            f"A join link cannot make someone {ROLE_LABELS[link_role].lower()}: invite them by name. "
+            "A link is for observers and contributors."
+        )
+    try:
+        days = float(expires_in_days)
+    except (TypeError, ValueError):
+        days = math.nan
+    if isinstance(expires_in_days, bool) or not LINK_MIN_DAYS <= days <= LINK_MAX_DAYS:
+        errors["expires_in_days"] = "A join link lasts from one hour to 30 days."
+    if max_uses is not None and (
+        isinstance(max_uses, bool) or not isinstance(max_uses, int) or not 1 <= max_uses <= LINK_MAX_USES
+    ):
+        errors["max_uses"] = f"A join link lets in 1 to {LINK_MAX_USES} people (leave it empty for no limit)."
+    if errors:
+        raise InputError(errors)
+    assert link_role is not None
+    return link_role, days, max_uses
+
+
+def create_join_link(
+    discussion_id: int, actor: User | None, role: str, *, expires_in_days: float = 7, max_uses: int | None = None
+) -> str:
+    """A new secret join token for `role` (owner only); the page turns it into a link. Only its hash is kept, so
+    this is the one time anybody sees it."""
+    token = secrets.token_urlsafe(24)
     with session_scope() as s:
         load_open(s, discussion_id)
         authorize(s, discussion_id, actor, Permission.MANAGE)
+        link_role, days, uses = _link_terms(role, expires_in_days, max_uses)
         assert actor is not None and actor.id is not None
-        s.add(Invite(discussion_id=discussion_id, token=token, role=link_role, created_by=actor.id))
-        audit.record(s, actor=actor, action="invite.link_created", discussion_id=discussion_id, new=link_role)
+        link = Invite(
+            discussion_id=discussion_id,
+            token_hash=_digest(token),
+            role=link_role,
+            created_by=actor.id,
+            expires_at=clock.now() + timedelta(days=days),
+            max_uses=uses,
+        )
+        s.add(link)
+        s.flush()
+        audit.record(
+            s,
+            actor=actor,
+            action="invite.link_created",
+            discussion_id=discussion_id,
+            target=f"link {link.id}",
+            new=_describe(link),
+        )
     return token
 
 
+def list_join_links(discussion_id: int, actor: User | None) -> list[JoinLink]:
+    """The discussion's join links, newest first, with their use counts (owner only)."""
+    with session_scope() as s:
+        authorize(s, discussion_id, actor, Permission.MANAGE)
+        links = s.exec(
+            select(Invite).where(Invite.discussion_id == discussion_id).order_by(col(Invite.id).desc())
+        ).all()
+        return [_view(link) for link in links]
+
+
+def revoke_join_link(discussion_id: int, link_id: int, actor: User | None) -> JoinLink:
+    """Stop a join link letting anyone else in (owner only); people it already let in stay."""
+    with session_scope() as s:
+        authorize(s, discussion_id, actor, Permission.MANAGE)
+        link = s.get(Invite, link_id, with_for_update=True)
+        if link is None or link.discussion_id != discussion_id:
+            raise NotFound(f"This discussion has no join link {link_id}.")
+        if not link.revoked:
+            previous = _describe(link)
+            link.revoked = True
+            s.add(link)
+            audit.record(
+                s,
+                actor=actor,
+                action="invite.link_revoked",
+                discussion_id=discussion_id,
+                target=f"link {link.id}",
+                previous=previous,
+                new="revoked",
+            )
+        return _view(link)
+
+
+def _refuse_link(link: Invite, session: Session) -> None:
+    """Why this link lets nobody in any more, or nothing: the same checks `invite()` makes, from the authority of
+    whoever made the link."""
+    if link.revoked:
+        raise NotFound("This join link has been revoked. Ask the discussion's owner for a new one.")
+    if as_utc(link.expires_at) <= clock.now():
+        raise NotFound("This join link has expired. Ask the discussion's owner for a new one.")
+    if link.max_uses is not None and link.uses >= link.max_uses:
+        raise NotFound("This join link has been used up. Ask the discussion's owner for a new one.")
+    maker = session.get(User, link.created_by)
+    maker_seat = member(session, link.discussion_id, maker)
+    if maker_seat is None or Permission.MANAGE not in permissions(maker_seat.role, is_owner=maker_seat.is_owner):
+        raise NotFound("This join link is no longer valid: whoever made it cannot invite people any more.")
+    check_gate(session, link.discussion_id, link.role)
+    if link.role not in LINK_ROLES:  # made before links were limited to observers and contributors
+        raise NotFound("This join link is no longer valid: people who decide are invited by name. Ask the owner.")
+
+
 def join(token: str, user: User | None) -> tuple[Participant, MemberChanged | None]:
-    """Join with a link's role; someone already in keeps their role (a link never demotes or promotes)."""
+    """Join with a link's role; someone already in keeps their role (a link never demotes or promotes) and uses
+    nothing up. Each new member takes one use, counted under a row lock, so a link's last use lets in one person."""
     if user is None:
         raise Forbidden("Sign in first.")
     with session_scope() as s:
-        link = s.exec(select(Invite).where(Invite.token == token[:64], Invite.revoked == False)).first()  # noqa: E712
+        link = s.exec(select(Invite).where(Invite.token_hash == _digest(token[:200]))).first()
         if link is None:
-            raise NotFound("This join link is not valid (it may have been revoked).")
+            raise NotFound("This join link is not valid: check that it was copied whole, or ask for a new one.")
+        assert link.id is not None
         load_open(s, link.discussion_id, lock=True)
         existing = member(s, link.discussion_id, user)
         if existing is not None:
             return existing, None
+        _refuse_link(link, s)
+        # The use is taken only if it is still there: a conditional update waits for any other join holding the row
+        # and then sees its count, on SQLite and Postgres alike.
+        taken = s.execute(
+            update(Invite)
+            .where(
+                col(Invite.id) == link.id,
+                col(Invite.revoked).is_(False),
+                (col(Invite.max_uses).is_(None)) | (col(Invite.uses) < col(Invite.max_uses)),
+            )
+            .values(uses=col(Invite.uses) + 1)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if taken != 1:
+            raise NotFound("This join link has been used up. Ask the discussion's owner for a new one.")
         participant = Participant(
             discussion_id=link.discussion_id,
             kind=ParticipantKind.HUMAN,
@@ -222,7 +392,14 @@ def join(token: str, user: User | None) -> tuple[Participant, MemberChanged | No
         except IntegrityError:  # the same person joined from another tab at the same moment
             s.rollback()
             raise InputError({"join": "You have just joined from another tab; reload the room."}) from None
-        audit.record(s, actor=user, action="member.join_link", discussion_id=link.discussion_id, new=link.role)
+        audit.record(
+            s,
+            actor=user,
+            action="member.join_link",
+            discussion_id=link.discussion_id,
+            target=f"@{user.username} (link {link.id})",
+            new=link.role,
+        )
         return participant, append_event(s, _event(participant, user))  # type: ignore[return-value]
 
 

@@ -122,7 +122,9 @@ def update_persona(
             persona.base_url = (base_url or "").strip() or None if provider == "openai_compatible" else None
         persona.updated_at = utcnow()
         session.add(persona)
-        audit.record(session, actor=actor, action="persona.update", target=key, previous=previous, new=_describe(persona))
+        audit.record(
+            session, actor=actor, action="persona.update", target=key, previous=previous, new=_describe(persona)
+        )
         return persona
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from backend import preflight
 from backend.db import run_db
 from backend.deliberation import approval, polls
 from backend.events.bus import get_bus
@@ -96,7 +97,8 @@ async def set_budget(
 
 
 async def run_agents(discussion_id: int, actor: User | None) -> str | None:
-    """Ask the runner to start (or resume) the discussion (owner only); a reason when it did not start."""
+    """Ask the runner to start (or resume) the discussion (owner only) once the preflight checklist passes (raises
+    preflight.NotReady otherwise, whatever the page showed); a reason when it did not start."""
     await run_db(membership.require, discussion_id, actor, Permission.MANAGE)
     discussion = await run_db(discussions.get_discussion, discussion_id)
     runner = get_runner()
@@ -104,6 +106,9 @@ async def run_agents(discussion_id: int, actor: User | None) -> str | None:
         return f"This discussion has already {'finished' if discussion.status == 'completed' else 'failed'}."
     if runner.is_running(discussion_id):
         return None  # already running here: a second click changes nothing
+    checklist = await preflight.run_preflight(discussion_id)
+    if not checklist.ready:
+        raise preflight.NotReady(checklist)
     if actor is not None:  # each start may spend: limited per person (a click on a running room is not one)
         rate_limits.hit("run", actor.id)
     if not await runner.start(discussion_id):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from maestro_ui.state.room import HumanRow, RoomState
+from maestro_ui.state.room import HumanRow, JoinLinkRow, RoomState
 
 ROLES = [
     ("contributor", "Contributor"),
@@ -12,6 +12,11 @@ ROLES = [
     ("must_approve", "Must approve"),
     ("observer", "Observer"),
 ]
+# A join link lets in whoever holds it: never a role that decides (those people are invited by name).
+LINK_ROLES = [("contributor", "Contributor"), ("observer", "Observer")]
+LINK_HOURS = [("1", "1 hour"), ("24", "1 day"), ("168", "7 days"), ("720", "30 days")]
+LINK_USES = [("", "any number"), ("1", "1 person"), ("5", "5 people"), ("25", "25 people"), ("100", "100 people")]
+SELECT_STYLE = {"padding": "6px", "border_radius": "6px", "border": "1px solid var(--gray-6)"}
 
 
 def human_row(h: HumanRow) -> rx.Component:
@@ -43,7 +48,8 @@ def _role_select(name: str, default: str = "contributor") -> rx.Component:
         *[rx.el.option(label, value=value) for value, label in ROLES],
         name=name,
         default_value=default,
-        style={"padding": "6px", "border_radius": "6px", "border": "1px solid var(--gray-6)"},
+        id=f"invite-{name}",
+        style=SELECT_STYLE,
     )
 
 
@@ -62,8 +68,79 @@ def _ask_target_select() -> rx.Component:
     )
 
 
+def _select(name: str, options: list[tuple[str, str]], default: str, label: str) -> rx.Component:
+    return rx.el.select(
+        *[rx.el.option(text, value=value) for value, text in options],
+        name=name,
+        default_value=default,
+        id=f"join-{name}",
+        aria_label=label,
+        style=SELECT_STYLE,
+    )
+
+
+def join_link_row(link: JoinLinkRow) -> rx.Component:
+    return rx.flex(
+        rx.text(link["role_label"], size="1", weight="medium"),
+        rx.text(link["uses"], " · ", link["expires"], size="1", color_scheme="gray"),
+        rx.spacer(),
+        rx.button(
+            "Revoke",
+            size="1",
+            variant="ghost",
+            color_scheme="red",
+            on_click=RoomState.revoke_join_link(link["id"]),
+            id="revoke-link-" + link["id"].to(str),
+        ),
+        spacing="2",
+        align="center",
+        wrap="wrap",
+        width="100%",
+        class_name="join-link-row",
+        id="join-link-row-" + link["id"].to(str),
+    )
+
+
+def join_links() -> rx.Component:
+    """Make a join link (observer or contributor, an expiry, a number of people) and revoke the live ones."""
+    return rx.vstack(
+        rx.form(
+            rx.flex(
+                rx.text("Join link for", size="1"),
+                _select("role", LINK_ROLES, "contributor", "Role the link gives"),
+                _select("hours", LINK_HOURS, "168", "How long the link lasts"),
+                _select("uses", LINK_USES, "", "How many people the link lets in"),
+                rx.button("Make link", type="submit", size="1", variant="outline", id="make-join-link"),
+                spacing="1",
+                wrap="wrap",
+                align="center",
+            ),
+            on_submit=RoomState.make_join_link,
+            width="100%",
+        ),
+        rx.text("Deciding roles are invited by name.", size="1", color_scheme="gray"),
+        rx.cond(
+            RoomState.join_link != "",
+            rx.code(RoomState.join_link, id="join-link", word_break="break-all", size="1"),
+        ),
+        rx.cond(
+            RoomState.join_links.length() > 0,  # type: ignore[attr-defined]
+            rx.vstack(
+                rx.text("Live links", size="1", weight="bold"),
+                rx.foreach(RoomState.join_links, join_link_row),
+                spacing="1",
+                width="100%",
+                id="join-links",
+            ),
+        ),
+        spacing="1",
+        width="100%",
+        on_mount=RoomState.load_join_links,
+    )
+
+
 def owner_tools() -> rx.Component:
-    """Invite by username, make a join link, ask the room a question."""
+    """Invite by username, make and revoke join links, ask the room a question."""
     return rx.vstack(
         rx.form(
             rx.flex(
@@ -88,22 +165,7 @@ def owner_tools() -> rx.Component:
             reset_on_submit=True,
             width="100%",
         ),
-        rx.flex(
-            rx.text("Join link for", size="1"),
-            *[
-                rx.button(
-                    label, size="1", variant="outline", on_click=RoomState.make_join_link(value), id=f"link-{value}"
-                )
-                for value, label in ROLES
-            ],
-            spacing="1",
-            wrap="wrap",
-            align="center",
-        ),
-        rx.cond(
-            RoomState.join_link != "",
-            rx.code(RoomState.join_link, id="join-link", word_break="break-all", size="1"),
-        ),
+        join_links(),
         rx.form(
             rx.vstack(
                 rx.text("Ask the room", size="1", weight="bold"),

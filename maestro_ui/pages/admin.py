@@ -129,7 +129,7 @@ class AdminState(rx.State):
         except (InputError, Forbidden) as err:
             self.error = str(err)
             return
-        self.new_link, self.error = f"{self.router.page.host}/signup?invite={token}", ""
+        self.new_link, self.error = f"{self.router.url.origin}/signup?invite={token}", ""
 
     @rx.event
     async def revoke_link(self, link_id: int):

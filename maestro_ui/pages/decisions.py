@@ -81,7 +81,10 @@ class DecisionPageState(rx.State):
         if not self.allowed:
             return
         self.topic, self.room_href = card["topic"], routes.room(card["discussion_id"])
-        self.markdown_href, self.json_href = f"/export/decisions/{decision_id}.md", f"/export/decisions/{decision_id}.json"
+        self.markdown_href, self.json_href = (
+            f"/export/decisions/{decision_id}.md",
+            f"/export/decisions/{decision_id}.json",
+        )
         deliberation = await self.get_state(DeliberationState)
         deliberation._decision(card)
         # This tab's room view no longer matches what DeliberationState holds: the next room it opens loads whole.

@@ -1,4 +1,8 @@
-"""A join link: sign in (or up), then join the discussion with the link's role and open the room."""
+"""A join link: sign in (or up), then join the discussion with the link's role and open the room.
+
+A link that lets nobody in any more (revoked, expired, used up, or the discussion closed) says so plainly, with the
+way forward: ask the owner for a new one.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +36,14 @@ def join_page() -> rx.Component:
     return page(
         rx.cond(
             JoinState.problem != "",
-            rx.callout(JoinState.problem, icon="circle_alert", color_scheme="red", id="join-problem"),
+            rx.vstack(
+                rx.heading("This link did not let you in", size="4"),
+                rx.callout(JoinState.problem, icon="circle_alert", color_scheme="red", id="join-problem"),
+                rx.link("Your discussions", href=routes.INDEX, size="2", id="join-home"),
+                spacing="3",
+                width="100%",
+                max_width="560px",
+            ),
             rx.hstack(rx.spinner(), rx.text("Joining the discussion…")),
         )
     )

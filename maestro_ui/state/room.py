@@ -40,7 +40,7 @@ from backend.events.schema import (
     TurnStatus,
     Typing,
 )
-from backend.humans import membership, mentions, presence
+from backend.humans import accounts, membership, mentions, presence
 from backend.humans.prompts import prompt_targets_me
 from backend.humans.roles import ROLE_LABELS, Permission, Role, permissions
 from backend.models.base import utcnow
@@ -52,7 +52,7 @@ from backend.providers.registry import PROVIDERS
 from backend.services import discussions, room
 from backend.services.errors import Forbidden, InputError, NotFound
 from maestro_ui import routes
-from maestro_ui.state.auth import AuthState
+from maestro_ui.state.auth import AuthState, cookie_token
 from maestro_ui.state.deliberation import DELIBERATION_EVENTS, DeliberationState
 from maestro_ui.state.live import LiveState
 
@@ -120,6 +120,15 @@ class HumanRow(TypedDict):
     typing: bool
 
 
+class JoinLinkRow(TypedDict):
+    """A join link as its owner sees it: never the token."""
+
+    id: int
+    role_label: str
+    uses: str
+    expires: str
+
+
 class PromptRow(TypedDict):
     id: int
     kind: str
@@ -157,6 +166,13 @@ def _label(provider: str) -> str:
         return "Offline"
     info = PROVIDERS.get(provider)
     return info.label if info else provider
+
+
+def _still_member(session_token: str | None, discussion_id: int, participant_id: int) -> bool:
+    """Whether the tab's session still signs in the person who is this participant."""
+    user = accounts.resolve(session_token)
+    member = membership.member_of(discussion_id, user) if user else None
+    return member is not None and member.id == participant_id
 
 
 def _check_row(item) -> CheckRow:
@@ -208,6 +224,7 @@ class RoomState(rx.State):
     can_vote: bool = False
     can_approve: bool = False
     join_link: str = ""
+    join_links: list[JoinLinkRow] = []  # the room's links that still let someone in (the owner's view)
     people_notice: str = ""
     answering: bool = False
     audit_href: str = ""
@@ -338,7 +355,7 @@ class RoomState(rx.State):
             for p, u in people
         ]
         self.prompts, self._prompt_roles = [], {}
-        self.join_link, self.people_notice = "", ""
+        self.join_link, self.join_links, self.people_notice = "", [], ""
         self.pause_reason = discussion.pause_reason or ""
         self.budget_tokens = str(discussion.budget_tokens or "")
         self.budget_usd = f"{discussion.budget_usd:g}" if discussion.budget_usd else ""
@@ -381,6 +398,7 @@ class RoomState(rx.State):
         """Apply the log, then live events, until Reflex cancels this task (tab closed or navigated)."""
         async with self:
             did, token, after, me = self._did, self.router.session.client_token, self._last_seq, self._me
+            session = cookie_token(self.router.headers.cookie)
         if not did:
             return
         follower = Follower(did, after_seq=after, bus=get_bus(), live_source=get_runner().live_text)
@@ -392,6 +410,8 @@ class RoomState(rx.State):
                     async for batch in follower.batches():
                         if me and time.monotonic() >= next_beat:  # this tab is here: the person is online
                             next_beat = time.monotonic() + presence.BEAT_S
+                            if not await run_db(_still_member, session, did, me):
+                                return  # signed out (perhaps everywhere) or removed: the room stops coming
                             await room.heartbeat(discussion_id=did, participant_id=me)
                         if not batch and not self._typing:
                             continue
@@ -746,16 +766,18 @@ class RoomState(rx.State):
     async def run_agents(self):
         """Start (or resume) the discussion on the server; it keeps going if this tab closes."""
         self.notice = ""
-        if not self.check_ready:
-            self.notice = "Finish the preflight checklist first: every required item must pass."
-            return
-        try:
+        try:  # the service checks the role and the preflight checklist, whatever this page shows
             problem = await room.run_agents(self._did, await self._actor())
         except NotFound:
             self.found = False
             return
         except Forbidden as err:
             self.notice = str(err)
+            return
+        except preflight.NotReady as err:
+            self.notice = "Finish the preflight checklist first: every required item must pass."
+            self.checks = [_check_row(i) for i in err.result.items]
+            self.check_score, self.check_ready = err.result.score, err.result.ready
             return
         if problem:
             self.notice = problem
@@ -820,6 +842,8 @@ class RoomState(rx.State):
             self._draft_key = uuid.uuid4().hex
         if self._me and self.can_message and value and time.monotonic() - self._typed_at > TYPING_SIGNAL_EVERY_S:
             self._typed_at = time.monotonic()
+            if await self._actor() is None:
+                return  # a tab whose session ended tells the room nothing
             me = next((h["name"] for h in self.humans if h["id"] == self._me), "")
             await room.typing(discussion_id=self._did, participant_id=self._me, name=me)
 
@@ -871,17 +895,6 @@ class RoomState(rx.State):
             self.people_notice = str(err)
 
     @rx.event
-    async def make_join_link(self, role: str):
-        """The owner makes a join link for a role."""
-        self.people_notice = ""
-        try:
-            token = await run_db(membership.create_join_link, self._did, await self._actor(), role)
-        except (InputError, Forbidden, NotFound) as err:
-            self.people_notice = str(err)
-            return
-        self.join_link = f"{self.router.url.origin}{routes.join(token)}"
-
-    @rx.event
     async def ask_room(self, form: dict):
         """The owner asks the room a typed question (a blocking one holds the agents until answered)."""
         self.people_notice = ""
@@ -926,7 +939,83 @@ class RoomState(rx.State):
             self.draft, self._draft_key = "", ""
         except InputError as err:
             self.notice = "; ".join(err.errors.values())
-        except Forbidden as err:
+        except (Forbidden, NotFound) as err:
             self.notice = str(err)
         finally:
             self.posting = False
+
+    # --- join links (the owner's) ------------------------------------------------------------------------------
+
+    @rx.event
+    async def make_join_link(self, form: dict):
+        """The owner makes a join link: a role that does not decide, how long it lasts, how many people it lets in."""
+        self.people_notice = ""
+        try:
+            hours = float(form.get("hours") or 168)
+            uses = int(str(form["uses"])) if str(form.get("uses") or "").strip() else None
+        except ValueError:
+            self.people_notice = "Choose how long the link lasts and how many people it lets in from the lists."
+            return
+        actor = await self._actor()
+        try:
+            token = await run_db(
+                membership.create_join_link,
+                self._did,
+                actor,
+                str(form.get("role", "contributor")),
+                expires_in_days=hours / 24,
+                max_uses=uses,
+            )
+        except (InputError, Forbidden, NotFound) as err:
+            self.people_notice = str(err)
+            return
+        self.join_link = f"{self.router.url.origin}{routes.join(token)}"
+        await self._refresh_join_links(actor)
+
+    @rx.event
+    async def load_join_links(self):
+        """Show the owner the room's links that still let someone in."""
+        await self._refresh_join_links(await self._actor())
+
+    @rx.event
+    async def revoke_join_link(self, link_id: int):
+        """The owner stops a join link letting anyone else in."""
+        self.people_notice = ""
+        actor = await self._actor()
+        try:
+            await run_db(membership.revoke_join_link, self._did, int(link_id), actor)
+        except (InputError, Forbidden, NotFound, ValueError) as err:
+            self.people_notice = str(err)
+            return
+        self.people_notice = "The link is revoked: it lets nobody else in."
+        await self._refresh_join_links(actor)
+
+    async def _refresh_join_links(self, actor) -> None:
+        if not self._did:
+            self.join_links = []
+            return
+        try:
+            links = await run_db(membership.list_join_links, self._did, actor)
+        except (Forbidden, NotFound):
+            self.join_links = []
+            return
+        self.join_links = [
+            JoinLinkRow(
+                id=link.id,
+                role_label=ROLE_LABELS[Role(link.role)] if link.role in Role._value2member_map_ else link.role,
+                uses=f"{link.uses} of {link.max_uses} used" if link.max_uses is not None else f"{link.uses} used",
+                expires=_expires_in(link.expires_at),
+            )
+            for link in links
+            if link.active
+        ]
+
+
+def _expires_in(at) -> str:
+    """'expires in 6 d' / '5 h' / '40 min': how long a join link has left, as the owner reads it."""
+    left = (at - utcnow()).total_seconds()
+    if left >= 86400:
+        return f"expires in {round(left / 86400)} d"
+    if left >= 3600:
+        return f"expires in {round(left / 3600)} h"
+    return f"expires in {max(1, round(left / 60))} min"

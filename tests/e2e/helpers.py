@@ -115,23 +115,41 @@ def sign_up(ctx: BrowserContext, username: str, name: str) -> None:
     page.close()
 
 
-def join_link(host: Page, role: str) -> str:
-    """The owner (on the room page) makes a join link for `role`; returns its path."""
+LINK_ROLES = ("contributor", "observer")  # a join link never gives a deciding role: those are invited by name
+ROLE_LABEL = {"decision_maker": "Decision maker", "must_approve": "Must approve"}
+
+
+def join_link(host: Page, role: str = "contributor") -> str:
+    """The owner (on the room page) makes a join link for `role` (observer or contributor); returns its path."""
     shown = host.locator("#join-link")
     before = shown.inner_text() if shown.count() else ""
-    host.click(f"#link-{role}")
+    host.select_option("#join-role", role)
+    host.click("#make-join-link")
     expect(shown).not_to_have_text(before) if before else expect(shown).to_be_visible()
     return re.search(r"/join/\S+", shown.inner_text()).group(0)
+
+
+def invite(host: Page, username: str, role: str) -> None:
+    """The owner (on the room page) invites `username` by name with `role`."""
+    fill(host, host.locator("#invite-username"), username)
+    host.select_option("#invite-role", role)
+    host.click("#invite-btn")
+    expect(host.locator("#people-notice")).to_have_text(f"Added @{username}.")
 
 
 def open_room(
     ctx: BrowserContext, path: str, topic: str | None = None, *, host: Page, role: str = "contributor"
 ) -> Page:
-    """A signed-in person joins the room with a link the owner (`host`) made for `role`, and opens it."""
+    """A signed-in person joins the room with a link the owner (`host`) made, and opens it. A deciding role is
+    not given by link: they join as a contributor and the owner then invites them by name with `role`."""
     page = ctx.new_page()
-    page.goto(join_link(host, role))
+    page.goto(join_link(host, role if role in LINK_ROLES else "contributor"))
     page.wait_for_url(re.compile(re.escape(path) + r"/?$"))
     wait_room_loaded(page, topic)
+    if role not in LINK_ROLES:
+        username = (page.locator("#me").text_content() or "").strip().lstrip("@")
+        invite(host, username, role)
+        expect(page.locator("#my-role")).to_contain_text(ROLE_LABEL[role])
     return page
 
 

@@ -136,7 +136,12 @@ def test_each_persona_maps_to_a_provider_and_model_and_falls_back_when_it_cannot
     url = "http://127.0.0.1:11434/v1"
     admin = _admin()
     update_persona(
-        "devops", actor=admin, system_prompt="You run things.", provider="openai_compatible", model="llama3.1", base_url=url
+        "devops",
+        actor=admin,
+        system_prompt="You run things.",
+        provider="openai_compatible",
+        model="llama3.1",
+        base_url=url,
     )
     devops = defaults_by_key()["devops"]
     assert (devops.provider, devops.model, devops.base_url, devops.fallback) == (
