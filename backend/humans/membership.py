@@ -21,7 +21,7 @@ from backend import clock
 from backend.db import session_scope
 from backend.events.log import append_event
 from backend.events.schema import MemberChanged
-from backend.humans import audit
+from backend.humans import audit, rate_limits
 from backend.humans.roles import ROLE_LABELS, Permission, Role, parse_role, permissions, refusal
 from backend.models import Discussion, DiscussionStatus, Invite, Participant, ParticipantKind, Poll, PollStatus, User
 from backend.models.base import as_utc
@@ -354,6 +354,7 @@ def join(token: str, user: User | None) -> tuple[Participant, MemberChanged | No
     nothing up. Each new member takes one use, counted under a row lock, so a link's last use lets in one person."""
     if user is None:
         raise Forbidden("Sign in first.")
+    rate_limits.hit("join", user.id)  # guessing links is slow, whatever the account
     with session_scope() as s:
         link = s.exec(select(Invite).where(Invite.token_hash == _digest(token[:200]))).first()
         if link is None:

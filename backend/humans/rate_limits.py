@@ -30,6 +30,7 @@ LIMITS: dict[str, tuple[RateLimitItem, str]] = {
     "create": (parse("30/hour"), "new discussions"),
     "run": (parse("120/hour"), "runs of the agents"),
     "post": (parse("30/minute"), "messages"),
+    "join": (parse("60/hour"), "join attempts"),
 }
 _counting = threading.Lock()  # the first callers would each make their own in-memory storage (see sign_in_limit)
 

@@ -5,22 +5,16 @@ with a small delay). The client is httpx, as another tool driving Maestro would 
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
-from starlette.applications import Starlette
 
-from backend.api import api_routes
 from backend.deliberation import polls
-from backend.events.bus import set_bus
-from backend.orchestrator.runner import Runner, set_runner
 from backend.providers import registry
 from backend.providers.scripted import ScriptedProvider
+from tests.api_server import login, serve_api
 from tests.apollo_model import OPTIONS, model_reply
 from tests.people import person
 
@@ -32,33 +26,9 @@ PASSWORD = "correct horse"
 def api(sqlite_db) -> Iterator[str]:
     """The API's base URL; agents on "scripted" stream REPLY word by word, 20 ms apart."""
     registry.register_provider("scripted", ScriptedProvider([REPLY], token_delay=0.02))
-    set_bus(None)  # the bus and the runner are made inside the server's event loop, as in the app
-    set_runner(Runner(lease_seconds=5))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(Starlette(routes=api_routes()), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the API server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-    set_runner(None)
-    set_bus(None)
+    with serve_api() as url:
+        yield url
     registry.unregister_provider("scripted")
-
-
-def _login(client: httpx.Client, username: str) -> dict[str, str]:
-    person(username)
-    r = client.post("/api/session", json={"username": username, "password": PASSWORD})
-    assert r.status_code == 201, r.text
-    return {"Authorization": f"Bearer {r.json()['token']}"}
 
 
 def _create(client: httpx.Client, headers: dict, **extra) -> dict:
@@ -93,7 +63,7 @@ def _sse(lines: Iterator[str]) -> Iterator[dict]:
 
 def test_a_tool_creates_runs_and_follows_a_discussion_token_by_token(api):
     with httpx.Client(base_url=api, timeout=30) as client:
-        alex = _login(client, "alex")
+        alex = login(client, "alex")
         created = _create(client, alex)
         did = created["id"]
         assert [p["name"] for p in created["participants"] if p["kind"] == "agent"] == ["Architect", "Security"]
@@ -136,7 +106,7 @@ def test_a_tool_creates_runs_and_follows_a_discussion_token_by_token(api):
 
 def test_a_client_that_reconnects_with_last_event_id_misses_nothing_and_sees_nothing_twice(api):
     with httpx.Client(base_url=api, timeout=30) as client:
-        alex = _login(client, "alex")
+        alex = login(client, "alex")
         did = _create(client, alex, rounds=2)["id"]
         assert client.post(f"/api/discussions/{did}/run", headers=alex).status_code == 202
         seen: list[int] = []
@@ -163,7 +133,7 @@ def test_a_client_that_reconnects_with_last_event_id_misses_nothing_and_sees_not
 
 def test_people_post_and_the_same_client_id_twice_posts_once(api):
     with httpx.Client(base_url=api, timeout=30) as client:
-        alex = _login(client, "alex")
+        alex = login(client, "alex")
         did = _create(client, alex)["id"]
         first = client.post(
             f"/api/discussions/{did}/messages", json={"content": "Budget is tight.", "client_id": "c1"}, headers=alex
@@ -182,7 +152,7 @@ def test_people_post_and_the_same_client_id_twice_posts_once(api):
 
 def test_who_may_do_what_comes_from_the_token_never_from_the_body(api):
     with httpx.Client(base_url=api, timeout=30) as client:
-        alex = _login(client, "alex")
+        alex = login(client, "alex")
         did = _create(client, alex)["id"]
         # No token, a forged token, and the browser cookie (read or write): 401, nothing changes.
         assert client.get(f"/api/discussions/{did}").status_code == 401
@@ -193,12 +163,12 @@ def test_who_may_do_what_comes_from_the_token_never_from_the_body(api):
             cookie_write = browser_like.post(f"/api/discussions/{did}/messages", json={"content": "hi"})
         assert cookie_write.status_code == 401
         # A stranger sees no such discussion, for reads and writes alike.
-        olga = _login(client, "olga")
+        olga = login(client, "olga")
         assert client.get(f"/api/discussions/{did}", headers=olga).status_code == 404
         assert client.post(f"/api/discussions/{did}/run", headers=olga).status_code == 404
         assert client.get(f"/api/discussions/{did}/events", headers=olga).status_code == 404
         # An observer reads but may not write; a field claiming another author or role is refused, not obeyed.
-        otto = _login(client, "otto")
+        otto = login(client, "otto")
         invited = client.post(
             f"/api/discussions/{did}/people", json={"username": "otto", "role": "observer"}, headers=alex
         )
@@ -229,7 +199,7 @@ def test_who_may_do_what_comes_from_the_token_never_from_the_body(api):
 
 def test_bad_input_gets_a_clear_error_and_creates_nothing(api):
     with httpx.Client(base_url=api, timeout=30) as client:
-        alex = _login(client, "alex")
+        alex = login(client, "alex")
         bad = client.post("/api/discussions", json={"topic": " ", "agents": [], "rounds": 1}, headers=alex)
         assert bad.status_code == 422 and {"topic", "agents"} <= set(bad.json()["fields"])
         unknown = client.post(
@@ -284,7 +254,7 @@ def test_the_apollo_story_through_the_api_ends_in_a_decision_the_cto_approves(ap
     monkeypatch.setattr(polls, "CHANGE_OF_MIND_S", 0.5)
     registry.register_provider("scripted", ScriptedProvider(model_reply))
     with httpx.Client(base_url=api, timeout=30) as client:
-        sam, pat, cto = _login(client, "sam"), _login(client, "pat"), _login(client, "cto")
+        sam, pat, cto = login(client, "sam"), login(client, "pat"), login(client, "cto")
         agents = [
             {"persona": p, "provider": "scripted", "model": "m"} for p in ("architect", "backend_engineer", "security")
         ]
@@ -350,7 +320,7 @@ def test_an_agent_named_by_persona_alone_runs_where_its_persona_maps(api):
     from backend.services.personas import defaults_by_key
 
     with httpx.Client(base_url=api, timeout=30) as client:
-        alex = _login(client, "alex")
+        alex = login(client, "alex")
         agents = [{"persona": "architect"}, {"persona": "security", "provider": "offline"}]
         created = client.post("/api/discussions", json={"topic": "T", "agents": agents}, headers=alex)
         assert created.status_code == 201, created.text

@@ -9,31 +9,27 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import select
-from starlette.applications import Starlette
 
 from backend import observability as obs
-from backend.api import api_routes, stream_slots
+from backend.api import stream_slots
 from backend.config import get_settings
 from backend.db import session_scope
-from backend.events.bus import set_bus
 from backend.humans import audit
 from backend.models import Participant, User
-from backend.orchestrator.runner import Runner, set_runner
 from backend.providers import registry
 from backend.providers.offline import OFFLINE_MODEL_ID
 from backend.providers.scripted import ScriptedProvider
 from backend.services.discussions import AgentSpec, append_post, create_discussion
 from backend.services.discussions import list_messages as all_messages
+from tests.api_server import login, serve_api
 from tests.conftest import REDIS_TEST_URL
 from tests.people import person
 
@@ -41,44 +37,12 @@ PASSWORD = "correct horse"
 
 
 @contextlib.contextmanager
-def _serve(host: str = "127.0.0.1") -> Iterator[str]:
-    """Maestro's API routes on a real uvicorn server on `host`; yields its base URL."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(Starlette(routes=api_routes()), host=host, port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the API server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.fixture
 def api(sqlite_db) -> Iterator[str]:
     registry.register_provider("scripted", ScriptedProvider(["Fine."]))
-    set_bus(None)  # made inside the server's event loop, as in the app
-    set_runner(Runner(lease_seconds=5))
-    with _serve() as url:
+    with serve_api() as url:
         yield url
-    set_runner(None)
-    set_bus(None)
     registry.unregister_provider("scripted")
-
-
-def _login(client: httpx.Client, username: str) -> dict[str, str]:
-    person(username)
-    r = client.post("/api/session", json={"username": username, "password": PASSWORD})
-    assert r.status_code == 201, r.text
-    return {"Authorization": f"Bearer {r.json()['token']}"}
 
 
 def _create(client: httpx.Client, headers: dict) -> int:
@@ -103,7 +67,7 @@ def _post_many(discussion_id: int, count: int) -> None:
 
 def test_a_long_discussion_comes_200_messages_at_a_time_and_pages_to_the_rest_with_no_gap_or_duplicate(api):
     with httpx.Client(base_url=api, timeout=30) as client:
-        alex = _login(client, "alex")
+        alex = login(client, "alex")
         did = _create(client, alex)
         _post_many(did, 250)
         every = [m.seq for m in all_messages(did)]
@@ -228,7 +192,7 @@ def _ninth_is_refused_then_admitted_once_one_closes(api: str) -> None:
     cap = get_settings().max_streams_per_user
     assert cap == 8
     with httpx.Client(base_url=api, timeout=10, limits=httpx.Limits(max_connections=40)) as client:
-        alex, sam = _login(client, "alex"), _login(client, "sam")
+        alex, sam = login(client, "alex"), login(client, "sam")
         did = _create(client, alex)
         assert (
             client.post(
@@ -287,7 +251,7 @@ def shared_redis(monkeypatch) -> Iterator[object]:
 
 def test_with_redis_the_cap_counts_streams_other_workers_hold(shared_redis, api):
     with httpx.Client(base_url=api, timeout=10) as client:
-        alex = _login(client, "alex")
+        alex = login(client, "alex")
         did = _create(client, alex)
         key = f"maestro:streams:{_user_id('alex')}"
         now = time.time()
@@ -319,7 +283,7 @@ def _outward_address() -> str | None:
 
 
 def test_metrics_with_a_token_set_need_it_and_without_one_answer_this_machine_only(sqlite_db, monkeypatch):
-    with _serve() as url, httpx.Client(base_url=url, timeout=10) as client:
+    with serve_api() as url, httpx.Client(base_url=url, timeout=10) as client:
         local = client.get("/metrics")
         assert local.status_code == 200 and "maestro_model_calls_total" in local.text
         relayed = client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})  # a proxy on this machine
@@ -338,7 +302,7 @@ def test_metrics_with_a_token_set_need_it_and_without_one_answer_this_machine_on
     address = _outward_address()
     if address is None:
         pytest.skip("no network address besides loopback to call from")
-    with _serve(address) as url, httpx.Client(base_url=url, timeout=10) as client:
+    with serve_api(address) as url, httpx.Client(base_url=url, timeout=10) as client:
         remote = client.get("/metrics")
         assert remote.status_code == 403 and "MAESTRO_METRICS_TOKEN" in remote.json()["error"]
 

@@ -25,19 +25,14 @@ import asyncio
 import contextlib
 import inspect
 import json
-import socket
 import sqlite3
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import MetaData
 from sqlmodel import func, select
-from starlette.applications import Starlette
 from starlette.routing import Route
 
 from backend.api import api_routes
@@ -49,6 +44,7 @@ from backend.humans import accounts, instance, membership, prompts, signup_invit
 from backend.models import AuditEntry, Discussion, Message, Participant
 from backend.orchestrator.runner import Runner, set_runner
 from backend.services.discussions import AgentSpec, create_discussion
+from tests.api_server import serve_api
 from tests.people import person
 
 PASSWORD = "correct horse"
@@ -698,25 +694,8 @@ def served(sqlite_db, monkeypatch) -> Iterator[tuple[str, World]]:
     monkeypatch.setenv("MAESTRO_METRICS_TOKEN", "operator-only-metrics-token")
     get_settings.cache_clear()
     world = build_world(sqlite_db)
-    set_bus(None)  # the bus and the runner are made inside the server's event loop, as in the app
-    set_runner(Runner(lease_seconds=5))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(Starlette(routes=api_routes()), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the API server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", world
-    server.should_exit = True
-    thread.join(10)
-    set_runner(None)
-    set_bus(None)
+    with serve_api() as url:
+        yield url, world
     get_settings.cache_clear()
 
 

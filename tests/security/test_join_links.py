@@ -259,3 +259,18 @@ def test_a_link_into_a_closed_discussion_is_refused(room):
     with pytest.raises(Forbidden, match="closed"):
         membership.join(token, person("nina"))
     assert _link(did).uses == 0
+
+
+def test_guessing_join_links_is_rate_limited_per_person(room, monkeypatch):
+    from limits import parse
+
+    from backend.humans import rate_limits
+    from backend.services.errors import TooManyAttempts
+
+    monkeypatch.setitem(rate_limits.LIMITS, "join", (parse("3/hour"), "join attempts"))
+    mallory = person("mallory")
+    for guess in ("a", "b", "c"):
+        with pytest.raises(NotFound):
+            membership.join(f"guess-{guess}", mallory)
+    with pytest.raises(TooManyAttempts, match="join attempts"):
+        membership.join("guess-d", mallory)

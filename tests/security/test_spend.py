@@ -9,31 +9,26 @@ priced through MAESTRO_PRICE_TABLE; the rate limits over real HTTP (uvicorn serv
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
 import pytest
-import uvicorn
 from limits import parse
 from sqlmodel import func, select
-from starlette.applications import Starlette
 
-from backend.api import api_routes
 from backend.config import get_settings
 from backend.db import session_scope
-from backend.events.bus import set_bus
 from backend.humans import rate_limits
 from backend.models import Discussion, InstancePolicy, Message, ModelCall
 from backend.models.base import utcnow
-from backend.orchestrator.runner import Runner, get_runner, set_runner
+from backend.orchestrator.runner import Runner, get_runner
 from backend.providers import registry
 from backend.providers.scripted import ScriptedProvider
 from backend.services.discussions import AgentSpec, create_discussion, set_budget
 from backend.services.errors import InputError
+from tests.api_server import login, serve_api
 from tests.people import person
 
 TOPIC = "Choose a database for Apollo"
@@ -201,33 +196,9 @@ def api(sqlite_db, monkeypatch) -> Iterator[str]:
     for action in ("create", "post", "run"):
         monkeypatch.setitem(rate_limits.LIMITS, action, (parse("2/minute"), rate_limits.LIMITS[action][1]))
     registry.register_provider("scripted", ScriptedProvider([REPLY]))
-    set_bus(None)
-    set_runner(Runner(lease_seconds=5))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(Starlette(routes=api_routes()), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the API server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-    set_runner(None)
-    set_bus(None)
+    with serve_api() as url:
+        yield url
     registry.unregister_provider("scripted")
-
-
-def _login(client: httpx.Client, username: str) -> dict[str, str]:
-    person(username)
-    r = client.post("/api/session", json={"username": username, "password": PASSWORD})
-    assert r.status_code == 201, r.text
-    return {"Authorization": f"Bearer {r.json()['token']}"}
 
 
 def _create(client: httpx.Client, headers: dict, **extra) -> httpx.Response:
@@ -245,7 +216,7 @@ def _too_many(r: httpx.Response, action: str) -> None:
 
 def test_a_reply_limit_over_the_api_is_refused_with_the_field(api):
     with httpx.Client(base_url=api, timeout=30) as client:
-        alex = _login(client, "alex")
+        alex = login(client, "alex")
         r = _create(client, alex, max_tokens_per_turn=10**6)
         assert r.status_code == 422, r.text
         assert r.json()["fields"] == {
@@ -255,7 +226,7 @@ def test_a_reply_limit_over_the_api_is_refused_with_the_field(api):
 
 def test_creating_and_posting_are_rate_limited_per_person(api):
     with httpx.Client(base_url=api, timeout=30) as client:
-        alex, sam = _login(client, "alex"), _login(client, "sam")
+        alex, sam = login(client, "alex"), login(client, "sam")
         first = _create(client, alex).json()["id"]
         assert _create(client, alex).status_code == 201
         _too_many(_create(client, alex), "create")
@@ -277,7 +248,7 @@ def test_creating_and_posting_are_rate_limited_per_person(api):
 def test_running_the_agents_is_rate_limited_per_person(api):
     """Each run pauses at once (a 1-token budget), so every Run Agents starts the engine again."""
     with httpx.Client(base_url=api, timeout=30) as client:
-        alex = _login(client, "alex")
+        alex = login(client, "alex")
         did = _create(client, alex, budget_tokens=1).json()["id"]
         for _ in range(2):
             r = client.post(f"/api/discussions/{did}/run", headers=alex)
