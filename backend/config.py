@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     # The session cookie is Secure when the request came over HTTPS (directly or per X-Forwarded-Proto) or
     # when this is true.
     secure_cookies: bool = Field(default=False, alias="MAESTRO_SECURE_COOKIES")
+    # Overrides of the rate limits (backend/humans/rate_limits.py), e.g. "sign_up=100/hour,post=60/minute".
+    rate_limits: str = Field(default="", alias="MAESTRO_RATE_LIMITS")
     # Live event streams (SSE) one person may hold open at once.
     max_streams_per_user: int = Field(default=8, gt=0, alias="MAESTRO_MAX_STREAMS_PER_USER")
 

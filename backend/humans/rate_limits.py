@@ -4,6 +4,10 @@ discussion, running agents, posting. One moving window per action and key (a use
 Counted by the `limits` library: in this process by default, in Redis when REDIS_URL is set, so every worker
 shares one count. A limit that cannot be counted (Redis down) lets the action through and logs the error: a
 broken counter must not lock a team out of its own room.
+
+`MAESTRO_RATE_LIMITS` overrides any of them, e.g. `sign_up=100/hour,post=60/minute` (the limits library's
+notation). Behind a reverse proxy, per-address limits need the client's own address: set Reflex's
+`REFLEX_TRUSTED_PROXY_HOPS` (e.g. 1), or every client counts as the proxy.
 """
 
 from __future__ import annotations
@@ -40,9 +44,21 @@ def _limiter() -> strategies.MovingWindowRateLimiter:
     return strategies.MovingWindowRateLimiter(storage.storage_from_string(get_settings().redis_url or "memory://"))
 
 
+def _limit(action: str) -> tuple[RateLimitItem, str]:
+    limit, what = LIMITS[action]
+    for entry in get_settings().rate_limits.split(","):
+        name, _, value = entry.partition("=")
+        if name.strip() == action and value.strip():
+            try:
+                return parse(value.strip()), what
+            except ValueError:
+                log.error("MAESTRO_RATE_LIMITS: '%s' is not a limit such as 10/hour; keeping %s", value, limit)
+    return limit, what
+
+
 def hit(action: str, key: object) -> None:
     """Count one `action` by `key`; raise TooManyAttempts (with the wait) once its limit is reached."""
-    limit, what = LIMITS[action]
+    limit, what = _limit(action)
     name = str(key)[:_MAX_KEY]
     try:
         with _counting:

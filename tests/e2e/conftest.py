@@ -120,6 +120,7 @@ def app_url(tmp_path_factory) -> Iterator[str]:
         MAESTRO_MAX_TOKENS_PER_TURN="240",  # ~2 s of streaming a turn: long enough to watch it grow
         MAESTRO_ADMINS=E2E_ADMIN,  # the persona library is the admin's; tests sign people up in any order
         MAESTRO_SIGNUP_POLICY="open",
+        MAESTRO_RATE_LIMITS="sign_up=1000/hour,sign_in=1000/hour",  # every test's people sign up from 127.0.0.1
         REFLEX_TELEMETRY_ENABLED="false",
         PYTHONUNBUFFERED="1",
         # A private build directory: two apps building in one .web/ overwrite each other's front end.

@@ -226,3 +226,15 @@ def test_only_the_admin_reads_what_was_changed_on_the_instance(sqlite_db):
         instance.instance_audit(pat)
     actions = [e.action for e in instance.instance_audit(root)]
     assert actions[0] == "instance.policy" and actions.count("account.sign_up") == 2
+
+
+def test_the_operator_can_change_a_rate_limit(sqlite_db, monkeypatch):
+    from backend.config import get_settings
+
+    monkeypatch.setenv("MAESTRO_RATE_LIMITS", "sign_up=1/hour, post=oops")
+    get_settings.cache_clear()
+    accounts.sign_up("ann", PASSWORD, address="203.0.113.9")
+    with pytest.raises(TooManyAttempts):
+        accounts.sign_up("bob", PASSWORD, address="203.0.113.9")
+    rate_limits.hit("post", 1)  # a malformed override keeps the built-in limit (and is logged)
+    get_settings.cache_clear()
