@@ -99,10 +99,10 @@ async def _debate(
 ) -> int:
     from backend.bootstrap import prepare_database
     from backend.db import run_db
+    from backend.errors import InputError
     from backend.events.bus import get_bus
     from backend.orchestrator.runner import get_runner
     from backend.services.discussions import AgentSpec, create_discussion, list_participants
-    from backend.services.errors import InputError
 
     await run_db(prepare_database)
     specs = [AgentSpec(persona_key=p, provider=pv, model=m, base_url=u) for p, pv, m, u in agents]

@@ -12,8 +12,8 @@ import random
 
 from pydantic import BaseModel, Field
 
-from backend.deliberation.structured import StructuredOutputError, generate_structured
 from backend.providers.base import GenerationRequest, ModelProvider, TranscriptEntry, Usage
+from backend.providers.structured import StructuredOutputError, generate_structured
 
 RULE_INSTRUCTIONS = {
     "plurality": "Put the one option you choose first; you may rank the rest after it.",

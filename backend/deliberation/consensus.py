@@ -28,8 +28,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from backend.deliberation.structured import StructuredResult, generate_structured
 from backend.providers.base import GenerationRequest, ModelProvider, TranscriptEntry
+from backend.providers.structured import StructuredResult, generate_structured
 
 Position = Literal["support", "oppose", "undecided"]
 

@@ -15,10 +15,10 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from backend.db import session_scope
+from backend.errors import NotFound
 from backend.events.log import append_event
 from backend.events.schema import DecisionProposed
 from backend.models import Decision, DecisionStatus, Discussion, Participant, Poll, SignOff, SignOffOutcome
-from backend.services.errors import NotFound
 
 
 class ActionStep(BaseModel):

@@ -30,11 +30,11 @@ from sqlmodel import select
 
 from backend import clock
 from backend.db import session_scope
+from backend.errors import Forbidden, InputError, TooManyAttempts
 from backend.humans import audit, rate_limits, sign_in_limit, signup_invites
 from backend.humans.instance import read_policy
 from backend.models import AuthSession, User
 from backend.models.base import as_utc
-from backend.services.errors import Forbidden, InputError, TooManyAttempts
 
 T = TypeVar("T")
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from sqlmodel import Session, func, select
 
-from backend.deliberation.structured import parse_structured
 from backend.events.schema import HumanInputRequested
 from backend.humans import prompts
 from backend.humans.checkpoints import WRITERS
 from backend.models import HumanInputRequest, PromptKind
+from backend.providers.structured import parse_structured
 
 CUE = (
     "If you cannot go on without a fact only the people in the room can give, end your message with one line of "

@@ -13,10 +13,10 @@ from sqlmodel import Session
 
 from backend.config import get_settings
 from backend.db import session_scope
+from backend.errors import Forbidden, InputError
 from backend.humans import audit
 from backend.models import AuditEntry, InstancePolicy, User
 from backend.models.base import utcnow
-from backend.services.errors import Forbidden, InputError
 
 SIGNUP_POLICIES = {
     "open": "Open: anyone who can reach this server may sign up",

@@ -19,13 +19,13 @@ from sqlmodel import Session, col, select
 
 from backend import clock
 from backend.db import session_scope
+from backend.errors import Forbidden, InputError, NotFound
 from backend.events.log import append_event
 from backend.events.schema import MemberChanged
 from backend.humans import audit, rate_limits
 from backend.humans.roles import ROLE_LABELS, Permission, Role, parse_role, permissions, refusal
 from backend.models import Discussion, DiscussionStatus, Invite, Participant, ParticipantKind, Poll, PollStatus, User
 from backend.models.base import as_utc
-from backend.services.errors import Forbidden, InputError, NotFound
 
 CLOSED = (DiscussionStatus.COMPLETED, DiscussionStatus.FAILED)
 MAX_WEIGHT = 10.0

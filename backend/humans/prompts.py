@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 
 from backend import clock
 from backend.db import session_scope
+from backend.errors import Forbidden, InputError, NotFound
 from backend.events.log import append_event, next_seq
 from backend.events.schema import HumanInputAnswered, HumanInputRequested
 from backend.humans import audit
@@ -31,7 +32,6 @@ from backend.models import (
     User,
 )
 from backend.models.base import as_utc
-from backend.services.errors import Forbidden, InputError, NotFound
 
 APPROVAL_OPTIONS = ["approve", "reject"]
 MAX_ANSWER = 4000

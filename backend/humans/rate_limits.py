@@ -21,7 +21,7 @@ from functools import lru_cache
 from limits import RateLimitItem, parse, storage, strategies
 
 from backend.config import get_settings
-from backend.services.errors import TooManyAttempts
+from backend.errors import TooManyAttempts
 
 log = logging.getLogger(__name__)
 _MAX_KEY = 200

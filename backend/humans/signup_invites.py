@@ -13,11 +13,11 @@ from sqlmodel import Session, select
 
 from backend import clock
 from backend.db import session_scope
+from backend.errors import Forbidden, InputError, NotFound
 from backend.humans import audit
 from backend.humans.instance import require_admin
 from backend.models import SignupInvite, User
 from backend.models.base import as_utc
-from backend.services.errors import Forbidden, InputError, NotFound
 
 MAX_DAYS = 30
 MAX_USES = 100

@@ -117,7 +117,7 @@ class GenerationRequest:
     temperature: float = 0.7
     # A JSON Schema the reply must follow (structured output), or None for free text. Each provider uses its
     # vendor's native mechanism where there is one; the reply still streams as text, and the caller parses
-    # and validates it (see backend/deliberation/structured.py), because no vendor guarantees validity.
+    # and validates it (see backend/providers/structured.py), because no vendor guarantees validity.
     json_schema: dict[str, Any] | None = None
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, func, select
+from sqlmodel import func, select
 
 from backend.config import get_settings
 from backend.db import session_scope
 from backend.deliberation import voting
-from backend.deliberation.polls import MAX_OPTIONS, normalise_options
+from backend.errors import Forbidden, InputError, NotFound
 from backend.events.log import append_event
 from backend.events.schema import (
     DiscussionCreated,
@@ -19,9 +19,11 @@ from backend.events.schema import (
     MemberChanged,
     TurnRetryRequested,
 )
-from backend.humans import audit, mentions, rate_limits
+from backend.humans import audit, rate_limits
 from backend.humans.checkpoints import validate_checkpoints
 from backend.humans.membership import add_owner, authorize, load_open, unique_name
+from backend.humans.polls import MAX_OPTIONS, normalise_options
+from backend.humans.posts import append_post
 from backend.humans.roles import Permission, parse_role
 from backend.models import (
     Decision,
@@ -41,7 +43,6 @@ from backend.protocols.consensus_building import ConsensusBuilding
 from backend.protocols.round_robin import RoundRobin
 from backend.protocols.staged import MAX_STAGES, MIN_STAGES, Staged
 from backend.providers import registry
-from backend.services.errors import Forbidden, InputError, NotFound
 
 MAX_ROUNDS = 10
 MAX_AGENTS = 8
@@ -311,39 +312,6 @@ def create_discussion(
         session.flush()
         append_post(session, discussion.id, host, topic, client_id=None)
         return discussion
-
-
-def append_post(
-    session: Session, discussion_id: int, author: Participant, content: str, client_id: str | None
-) -> tuple[Message, HumanMessagePosted]:
-    """A person's message and its event, in the caller's transaction (its @mentions recorded too)."""
-    message = Message(
-        discussion_id=discussion_id,
-        participant_id=author.id,
-        author_name=author.name,
-        author_kind=ParticipantKind.HUMAN,
-        content=content,
-        status=MessageStatus.COMPLETE,
-        client_id=client_id,
-        completed_at=utcnow(),
-    )
-    session.add(message)
-    session.flush()
-    assert message.id is not None
-    mentions.record(session, discussion_id, message.id, author.id, content)
-    event = append_event(
-        session,
-        HumanMessagePosted(
-            discussion_id=discussion_id,
-            message_id=message.id,
-            author_name=author.name,
-            content=content,
-            participant_id=author.id,
-        ),
-    )
-    message.seq = event.seq
-    session.add(message)
-    return message, event  # type: ignore[return-value]
 
 
 def post_human_message(

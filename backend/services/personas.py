@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, select
 
 from backend.db import session_scope
+from backend.errors import InputError, NotFound
 from backend.humans import audit
 from backend.humans.instance import require_admin
 from backend.models import Persona, User
@@ -15,7 +16,6 @@ from backend.models.base import utcnow
 from backend.providers import egress, registry
 from backend.providers.personas import DEFAULT_PERSONAS
 from backend.services.discussions import AgentSpec
-from backend.services.errors import InputError, NotFound
 
 
 def seed_personas(session: Session) -> int:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from backend import preflight
 from backend.db import run_db
-from backend.deliberation import approval, polls
 from backend.events.bus import get_bus
 from backend.events.schema import Presence, Typing
-from backend.humans import membership, presence, prompts, rate_limits
+from backend.humans import approval, membership, polls, presence, prompts, rate_limits
 from backend.humans.roles import Permission
 from backend.models import Message, Participant, User
 from backend.orchestrator.runner import get_runner
-from backend.services import discussions
+from backend.services import discussions, preflight
 
 
 async def post_message(
@@ -49,6 +47,27 @@ async def invite(
     participant, event = await run_db(membership.invite, discussion_id, actor, username, role, weight)
     await get_bus().publish(event)
     return participant
+
+
+async def create_join_link(
+    *, discussion_id: int, actor: User | None, role: str, expires_in_days: float = 7, max_uses: int | None = None
+) -> str:
+    """A new join link's token (the owner only; observer or contributor); shown once, stored hashed."""
+    return await run_db(
+        lambda: membership.create_join_link(
+            discussion_id, actor, role, expires_in_days=expires_in_days, max_uses=max_uses
+        )
+    )
+
+
+async def list_join_links(*, discussion_id: int, actor: User | None) -> list[membership.JoinLink]:
+    """The room's join links, without their tokens (the owner only)."""
+    return await run_db(membership.list_join_links, discussion_id, actor)
+
+
+async def revoke_join_link(*, discussion_id: int, link_id: int, actor: User | None) -> None:
+    """Stop a join link letting anyone else in (the owner only)."""
+    await run_db(membership.revoke_join_link, discussion_id, link_id, actor)
 
 
 async def join(*, token: str, actor: User | None) -> Participant:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from sqlmodel import select
 
 from backend.db import session_scope
+from backend.errors import InputError
 from backend.models import Message
-from backend.services.errors import InputError
 
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 500

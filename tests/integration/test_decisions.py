@@ -15,9 +15,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from backend.db import session_scope
-from backend.deliberation import approval, decisions, polls
+from backend.deliberation import decisions
+from backend.errors import Forbidden, InputError
 from backend.events.log import read_events
-from backend.humans import audit, membership
+from backend.humans import approval, audit, membership, polls
 from backend.models import Discussion, Message, Participant, Poll, SignOff, Vote
 from backend.orchestrator.runner import Runner, set_runner
 from backend.providers import registry
@@ -25,7 +26,6 @@ from backend.providers.base import GenerationRequest
 from backend.providers.scripted import ScriptedProvider
 from backend.services import room as room_service
 from backend.services.discussions import AgentSpec, create_discussion
-from backend.services.errors import Forbidden, InputError
 from tests.apollo_model import OPTIONS, PREFERENCES, model_reply
 from tests.people import person
 
@@ -789,8 +789,8 @@ async def test_under_a_money_budget_no_call_of_the_decision_phase_can_pass_it(
 def test_an_override_is_a_veto_and_needs_that_permission(apollo, monkeypatch):
     """Approving needs must_approve; setting the vote aside also needs can_veto (both are the must-approve role's
     today: taking can_veto away leaves approve working and refuses the override)."""
+    from backend.errors import Forbidden
     from backend.humans import roles
-    from backend.services.errors import Forbidden
 
     did, p = apollo
     event = _awaiting_sign_off(did, p)

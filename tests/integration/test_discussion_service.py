@@ -8,10 +8,10 @@ import pytest
 from sqlmodel import func, select
 
 from backend.db import session_scope
+from backend.errors import InputError
 from backend.models import Discussion, EventRecord, Message, Participant
 from backend.protocols.templates import TEMPLATES
 from backend.services.discussions import AgentSpec, create_discussion, list_discussions, post_human_message
-from backend.services.errors import InputError
 from backend.services.personas import list_personas, update_persona
 from tests.people import person
 

@@ -13,6 +13,7 @@ from sqlmodel import func, select
 
 from backend import clock
 from backend.db import session_scope
+from backend.errors import Forbidden, InputError
 from backend.events.schema import HumanInputAnswered, HumanInputRequested
 from backend.humans import accounts, audit, membership, mentions, presence, prompts
 from backend.models import AuditEntry, HumanInputRequest, Message, Participant
@@ -20,7 +21,6 @@ from backend.orchestrator.runner import Runner
 from backend.providers import registry
 from backend.providers.scripted import ScriptedProvider
 from backend.services.discussions import AgentSpec, create_discussion, post_human_message
-from backend.services.errors import Forbidden, InputError
 from tests.people import person
 
 AGENTS = [AgentSpec("architect", "scripted", "m"), AgentSpec("security", "scripted", "m")]

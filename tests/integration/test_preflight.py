@@ -11,14 +11,14 @@ import google.genai  # noqa: F401
 import openai  # noqa: F401
 import pytest
 
-from backend import preflight
 from backend.db import session_scope
+from backend.errors import NotFound
 from backend.models import Discussion
-from backend.preflight import BUDGET_HINT, CheckItem, run_preflight, summarize
 from backend.providers import registry
 from backend.providers.scripted import ScriptedProvider
+from backend.services import preflight
 from backend.services.discussions import AgentSpec, create_discussion
-from backend.services.errors import NotFound
+from backend.services.preflight import BUDGET_HINT, CheckItem, run_preflight, summarize
 from tests.providers.wire_servers import AnthropicScript, GeminiScript, Reply, WireServer
 from tests.providers.wire_servers import OpenAIScript as S
 

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from backend.config import get_settings
+from backend.errors import InputError, TooManyAttempts
 from backend.humans import accounts, sign_in_limit
-from backend.services.errors import InputError, TooManyAttempts
 from tests.conftest import REDIS_TEST_URL
 from tests.people import person
 

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from backend.deliberation.consensus import ConsensusReport, consensus_schema, detect_consensus
-from backend.deliberation.structured import StructuredOutputError
 from backend.providers.anthropic_provider import AnthropicProvider
 from backend.providers.base import ErrorKind, ProviderError, TranscriptEntry, json_schema_instruction
 from backend.providers.gemini_provider import GeminiProvider
 from backend.providers.openai_provider import OpenAICompatibleProvider, OpenAIProvider
+from backend.providers.structured import StructuredOutputError
 from tests.providers.wire_servers import AnthropicScript, GeminiScript, OpenAIScript, WireServer, collect, make_request
 
 PEOPLE = ["Alex", "Architect", "Critic"]

@@ -11,9 +11,9 @@ import pytest
 from sqlmodel import select
 
 from backend.db import run_db, session_scope
+from backend.errors import Forbidden, InputError, TooManyAttempts
 from backend.humans import accounts, instance, rate_limits, signup_invites
 from backend.models import AuditEntry, AuthSession, Persona, SignupInvite
-from backend.services.errors import Forbidden, InputError, TooManyAttempts
 from backend.services.personas import update_persona
 
 PASSWORD = "correct horse"

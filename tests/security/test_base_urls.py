@@ -18,17 +18,17 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from backend import preflight
 from backend.config import get_settings
 from backend.db import session_scope
+from backend.errors import InputError
 from backend.events.schema import TurnFailed
 from backend.models import Discussion, Participant, Persona
 from backend.orchestrator.runner import Runner
 from backend.providers import egress, registry
 from backend.providers.base import GenerationRequest, ProviderError, TranscriptEntry
 from backend.providers.openai_provider import OpenAICompatibleProvider
+from backend.services import preflight
 from backend.services.discussions import AgentSpec, create_discussion
-from backend.services.errors import InputError
 from backend.services.personas import update_persona
 from tests.people import person
 from tests.providers.wire_servers import OpenAIScript, Reply, WireServer, _Handler, _Server

@@ -23,11 +23,12 @@ from backend.api import stream_slots
 from backend.config import get_settings
 from backend.db import session_scope
 from backend.humans import audit
+from backend.humans.posts import append_post
 from backend.models import Participant, User
 from backend.providers import registry
 from backend.providers.offline import OFFLINE_MODEL_ID
 from backend.providers.scripted import ScriptedProvider
-from backend.services.discussions import AgentSpec, append_post, create_discussion
+from backend.services.discussions import AgentSpec, create_discussion
 from backend.services.discussions import list_messages as all_messages
 from tests.api_server import login, serve_api
 from tests.conftest import REDIS_TEST_URL
@@ -36,7 +37,6 @@ from tests.people import person
 PASSWORD = "correct horse"
 
 
-@contextlib.contextmanager
 @pytest.fixture
 def api(sqlite_db) -> Iterator[str]:
     registry.register_provider("scripted", ScriptedProvider(["Fine."]))

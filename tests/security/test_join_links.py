@@ -16,13 +16,12 @@ from sqlmodel import SQLModel, func, select
 
 from backend import clock
 from backend.db import get_engine, session_scope
-from backend.deliberation import polls
-from backend.humans import membership
+from backend.errors import Forbidden, InputError, NotFound
+from backend.humans import membership, polls
 from backend.models import AuditEntry, Invite, Participant
 from backend.providers import registry
 from backend.providers.scripted import ScriptedProvider
 from backend.services.discussions import AgentSpec, create_discussion
-from backend.services.errors import Forbidden, InputError, NotFound
 from tests.people import person
 
 AGENTS = [AgentSpec("architect", "scripted", "m")]
@@ -264,8 +263,8 @@ def test_a_link_into_a_closed_discussion_is_refused(room):
 def test_guessing_join_links_is_rate_limited_per_person(room, monkeypatch):
     from limits import parse
 
+    from backend.errors import TooManyAttempts
     from backend.humans import rate_limits
-    from backend.services.errors import TooManyAttempts
 
     monkeypatch.setitem(rate_limits.LIMITS, "join", (parse("3/hour"), "join attempts"))
     mallory = person("mallory")

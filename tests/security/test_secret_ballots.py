@@ -12,9 +12,8 @@ import pytest
 from sqlmodel import select
 
 from backend.db import session_scope
-from backend.deliberation import polls
 from backend.events.log import read_events
-from backend.humans import audit, membership
+from backend.humans import audit, membership, polls
 from backend.models import Participant, Poll
 from backend.providers import registry
 from backend.providers.scripted import ScriptedProvider

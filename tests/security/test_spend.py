@@ -20,6 +20,7 @@ from sqlmodel import func, select
 
 from backend.config import get_settings
 from backend.db import session_scope
+from backend.errors import InputError
 from backend.humans import rate_limits
 from backend.models import Discussion, InstancePolicy, Message, ModelCall
 from backend.models.base import utcnow
@@ -27,7 +28,6 @@ from backend.orchestrator.runner import Runner, get_runner
 from backend.providers import registry
 from backend.providers.scripted import ScriptedProvider
 from backend.services.discussions import AgentSpec, create_discussion, set_budget
-from backend.services.errors import InputError
 from tests.api_server import login, serve_api
 from tests.people import person
 

@@ -12,10 +12,10 @@ import re
 
 import pytest
 
-from backend.orchestrator.context_budget import fit_transcript
 from backend.orchestrator.runner import Runner
 from backend.providers import registry
 from backend.providers.base import GenerationRequest, TranscriptEntry, to_chat_messages
+from backend.providers.context_budget import fit_transcript
 from backend.providers.framing import author_name, escape_body, looks_like_author_line
 from backend.providers.offline import N_CTX, N_THREADS, OFFLINE_MODEL_ID, offline_model_path, offline_model_problem
 from backend.providers.scripted import ScriptedProvider

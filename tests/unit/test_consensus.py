@@ -18,14 +18,14 @@ from backend.deliberation.consensus import (
     detect_consensus,
     detect_consensus_result,
 )
-from backend.deliberation.structured import (
+from backend.providers.base import ErrorKind, GenerationRequest, ProviderError, TranscriptEntry
+from backend.providers.scripted import ScriptedProvider, split_words
+from backend.providers.structured import (
     StructuredOutputError,
     generate_structured,
     parse_structured,
     repair_json,
 )
-from backend.providers.base import ErrorKind, GenerationRequest, ProviderError, TranscriptEntry
-from backend.providers.scripted import ScriptedProvider, split_words
 
 PEOPLE = ["Alex", "Architect", "Critic", "Ops"]
 TRANSCRIPT = [

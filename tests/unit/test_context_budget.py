@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend.orchestrator.context_budget import (
+from backend.providers.base import ErrorKind, ProviderError, TranscriptEntry
+from backend.providers.context_budget import (
     CONTEXT_TOKENS_ENV,
     DEFAULT_WINDOW,
     MIN_WINDOW,
@@ -24,7 +25,6 @@ from backend.orchestrator.context_budget import (
     summary_request,
     transcript_tokens,
 )
-from backend.providers.base import ErrorKind, ProviderError, TranscriptEntry
 from backend.providers.scripted import ScriptedProvider
 
 SYSTEM = "You are the Architect. Argue for simple, boring technology."
@@ -285,9 +285,9 @@ async def test_a_structured_call_over_a_long_transcript_is_cut_to_fit_keeping_qu
     out (no summary call), the question and the step's instruction stay, and the model is asked once."""
     from pydantic import BaseModel
 
-    from backend.deliberation.structured import generate_structured
-    from backend.orchestrator.context_budget import safety_margin, transcript_tokens
     from backend.providers.base import GenerationRequest
+    from backend.providers.context_budget import safety_margin, transcript_tokens
+    from backend.providers.structured import generate_structured
 
     class Pick(BaseModel):
         choice: int

@@ -20,6 +20,7 @@ from sqlmodel import Session, select
 from backend import clock
 from backend.db import session_scope
 from backend.deliberation import voting
+from backend.errors import InputError, NotFound
 from backend.events.log import append_event
 from backend.events.schema import PollClosed, PollOpened, VoteCast
 from backend.humans import audit
@@ -27,7 +28,6 @@ from backend.humans.membership import authorize, load_open
 from backend.humans.roles import Permission, Role, permissions
 from backend.models import Participant, ParticipantKind, Poll, PollStatus, User, Vote
 from backend.models.base import as_utc, utcnow
-from backend.services.errors import InputError, NotFound
 
 MAX_OPTIONS = 12
 CHANGE_OF_MIND_S = 3.0

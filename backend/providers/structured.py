@@ -28,7 +28,6 @@ from typing import Any, Generic, TypeVar
 import pydantic
 
 from backend.config import get_settings
-from backend.orchestrator.context_budget import fit_request
 from backend.providers.base import (
     Completion,
     ErrorKind,
@@ -40,6 +39,7 @@ from backend.providers.base import (
     Usage,
 )
 from backend.providers.call_clock import CallClock
+from backend.providers.context_budget import fit_request
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 

@@ -12,15 +12,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, func, select
 
 from backend.db import session_scope
+from backend.errors import Forbidden, InputError, NotFound
 from backend.events.log import append_event
 from backend.events.schema import DecisionSignedOff, HumanMessagePosted
 from backend.humans import audit
 from backend.humans.membership import authorize
+from backend.humans.posts import append_post
 from backend.humans.roles import Permission
 from backend.models import Decision, Discussion, DiscussionStatus, Message, SignOff, SignOffOutcome, User
 from backend.models.base import utcnow
-from backend.services.discussions import append_post
-from backend.services.errors import Forbidden, InputError, NotFound
 
 MAX_EXTRA_ROUNDS = 5
 
