@@ -447,27 +447,27 @@ def print_profile(profiler: cProfile.Profile, messages: int, top: int, engine_ms
         return hits[-1] if hits else (0.0, 0)
 
     def in_engine(k):
-        return k[0].endswith("orchestrator/engine.py")
+        return k[0].endswith(("orchestrator/engine.py", "orchestrator/turn.py"))
 
-    start, n_start = cum(lambda k: k[2] == "_start_turn" and in_engine(k))
-    finish, _ = cum(lambda k: k[2] == "_finish_turn" and in_engine(k))
+    start, n_start = cum(lambda k: k[2] == "_start" and in_engine(k))
+    finish, _ = cum(lambda k: k[2] == "_finish" and in_engine(k))
     transcript, _ = cum(lambda k: k[2] == "completed_after")
     append, n_append = cum(lambda k: k[2] == "append_event")
     commit, n_commit = cum(lambda k: k[2] == "commit" and k[0].endswith("orm/session.py"))
-    turn, _ = cum(lambda k: k[2] == "_run_turn" and in_engine(k))
+    turn, _ = cum(lambda k: k[2] == "run" and k[0].endswith("orchestrator/turn.py"))
     provider, _ = cum(lambda k: k[2] == "stream" and k[0].endswith("providers/scripted.py"))
     publish, n_publish = cum(lambda k: k[2] == "publish_nowait" and k[0].endswith("events/bus.py"))
     pyd, n_pyd = cum(lambda k: k[2] == "__init__" and k[0].endswith("pydantic/main.py"))
     steps = [
-        (start, n_start, "Engine._start_turn: a turn nothing opened (the first of a run, after people acted)"),
+        (start, n_start, "Turn._start: a turn nothing opened (the first of a run, after people acted)"),
         (transcript, n_start, "  the transcript reads (new completed messages only), in both steps"),
-        (finish, n_start, "Engine._finish_turn: close this turn and open the next, 1 transaction"),
+        (finish, n_start, "Turn._finish: close this turn and open the next, 1 transaction"),
         (append, n_append, "  append_event (both steps): UPDATE discussion .. RETURNING + event row + model_dump"),
         (commit, n_commit, "  session commit (both steps): ORM flush + COMMIT"),
         (provider, n_start, "ScriptedProvider.stream (the 0 ms model, also paid by the baseline)"),
         (pyd, n_pyd, "pydantic BaseModel.__init__ (TokenDelta and other events)"),
         (publish, n_publish, "InProcessBus.publish_nowait (every event, TokenDeltas included)"),
-        (turn - start - finish - provider, n_start, "rest of Engine._run_turn on the loop (deltas, bookkeeping)"),
+        (turn - start - finish - provider, n_start, "rest of Turn.run on the loop (deltas, bookkeeping)"),
     ]
     print("  inclusive time of Maestro steps:")
     for ct, n, label in steps:

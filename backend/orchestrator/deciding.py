@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from sqlmodel import Session, select
 
 from backend.db import session_scope
-from backend.deliberation import agent_vote, decisions, polls
+from backend.deliberation import agent_vote, decisions
 from backend.deliberation.consensus import ConsensusReport, consensus_reached, detect_consensus_result
-from backend.deliberation.structured import generate_structured, spent_on
 from backend.events.schema import ConsensusUpdated, PersistedEvent, StepReport
+from backend.humans import polls
 from backend.humans.roles import Role
 from backend.models import (
     Decision,
@@ -29,11 +28,10 @@ from backend.models import (
     SignOff,
     SignOffOutcome,
 )
-from backend.orchestrator.fanout import AllFailed, FanoutOutcome, FanoutTask, fan_out
-from backend.providers.base import GenerationRequest, TranscriptEntry
-
-if TYPE_CHECKING:
-    from backend.orchestrator.engine import Engine
+from backend.orchestrator.fanout import FanoutTask, fan_out_gated, first_that_answers, step_report
+from backend.orchestrator.run_context import RunContext, system_prompt
+from backend.providers.base import GenerationRequest, ModelProvider, TranscriptEntry
+from backend.providers.structured import generate_structured, spent_on
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +115,10 @@ def _reached(report: dict) -> bool:
 
 
 class DecisionPhase:
-    """Runs consensus detection, the vote and the synthesis for one engine (detection alone without a vote)."""
+    """Runs consensus detection, the vote and the synthesis for one run (detection alone without a vote)."""
 
-    def __init__(self, engine: Engine, discussion: Discussion, agents: list[Participant]) -> None:
-        self.engine = engine
+    def __init__(self, ctx: RunContext, discussion: Discussion, agents: list[Participant]) -> None:
+        self.ctx = ctx
         self.discussion = discussion
         self.agents = agents
         self.id = discussion.id
@@ -128,12 +126,11 @@ class DecisionPhase:
         self._previous: ConsensusReport | None = None
 
     async def _publish(self, event: PersistedEvent | None) -> None:
-        if event is not None:
-            await self.engine.bus.publish(event)
+        await self.ctx.publish(event)
 
     def _transcript(self) -> list[TranscriptEntry]:
-        self.engine._refresh_transcript()
-        return self.engine.entries()
+        self.ctx.transcript.refresh()
+        return self.ctx.transcript.entries()
 
     async def after_round(self, round_no: int) -> bool:
         """Detect where the room stands after `round_no`; True when the rounds should stop (consensus reached).
@@ -141,22 +138,22 @@ class DecisionPhase:
         Rounds an earlier version of the decision already covered are not looked at again: after "more
         discussion" the engine replays the schedule from round 1 (finished turns are skipped) and only the new
         rounds count."""
-        version = await self.engine.db.run(current_version, self.id)
-        if round_no <= await self.engine.db.run(_covered_round, self.id, version) or await self.engine.db.run(
+        version = await self.ctx.db.run(current_version, self.id)
+        if round_no <= await self.ctx.db.run(_covered_round, self.id, version) or await self.ctx.db.run(
             has_decision, self.id, version
         ):
             return False
-        report = await self._consensus(version, await self.engine.db.run(self._transcript), round_no)
+        report = await self._consensus(version, await self.ctx.db.run(self._transcript), round_no)
         return bool(report and self.discussion.stop_on_consensus and _reached(report))
 
     async def agreed_round(self) -> int | None:
         """On a resume: the round after which this version's rounds already stopped on consensus, if any."""
         if not self.discussion.stop_on_consensus:
             return None
-        version = await self.engine.db.run(current_version, self.id)
-        covered = await self.engine.db.run(_covered_round, self.id, version)
+        version = await self.ctx.db.run(current_version, self.id)
+        covered = await self.ctx.db.run(_covered_round, self.id, version)
         for round_no in range(covered + 1, self.discussion.rounds):
-            stored = await self.engine.db.run(_stored_consensus, self.id, version * 1000 + round_no)
+            stored = await self.ctx.db.run(_stored_consensus, self.id, version * 1000 + round_no)
             if stored and stored.get("report") and _reached(stored["report"]):
                 return round_no
         return None
@@ -164,27 +161,27 @@ class DecisionPhase:
     async def run(self, final_round: int) -> None:
         """After the last round: consensus, then with a vote the vote (agents, then people) and the decision
         card."""
-        version = await self.engine.db.run(current_version, self.id)
-        if await self.engine.db.run(has_decision, self.id, version):
+        version = await self.ctx.db.run(current_version, self.id)
+        if await self.ctx.db.run(has_decision, self.id, version):
             return
-        transcript = await self.engine.db.run(self._transcript)
+        transcript = await self.ctx.db.run(self._transcript)
         consensus = await self._consensus(version, transcript, final_round)
         if not self.discussion.vote_rule:
             return  # consensus tracked without a vote: the report is the outcome
-        if await self.engine.db.run(self.engine.stopped_reason) is not None:
+        if await self.ctx.db.run(self.ctx.stopped_reason) is not None:
             return  # stopped or out of budget: Run Agents continues from here
         poll = await self._poll(version, consensus)
         if poll is None:
             return
         if not await self._vote(poll, transcript):
             return  # a person stopped the agents: Run Agents continues from here
-        poll = await self.engine.db.run(polls.get, poll.id)
+        poll = await self.ctx.db.run(polls.get, poll.id)
         if (poll.result or {}).get("status") == "no_majority":  # nobody has more than half: the top ones go again
             runoff = await self._runoff(version, poll)
             if runoff is not None:
                 if not await self._vote(runoff, transcript):
                     return
-                poll = await self.engine.db.run(polls.get, runoff.id)
+                poll = await self.ctx.db.run(polls.get, runoff.id)
         await self._synthesise(version, poll, consensus)
 
     async def _vote(self, poll: Poll, transcript: list[TranscriptEntry]) -> bool:
@@ -200,50 +197,50 @@ class DecisionPhase:
         options = [{"text": o["text"], "author": o.get("author", "")} for o in first.options if o["id"] in named]
         if len(options) < 2:
             return None
-        poll, event = await self.engine.db.run(self._open, version, options, "runoff")
+        poll, event = await self.ctx.db.run(self._open, version, options, "runoff")
         await self._publish(event)
         return poll
 
     async def _consensus(self, version: int, transcript: list[TranscriptEntry], round_no: int) -> dict | None:
         """Where the room stands after `round_no` (stored once per version and round; a resume reads it back)."""
         key_round = version * 1000 + round_no
-        stored = await self.engine.db.run(_stored_consensus, self.id, key_round)
+        stored = await self.ctx.db.run(_stored_consensus, self.id, key_round)
         if stored is not None:
             return stored.get("report")
         # Whose stance counts: the agents and every person who took part, but not the asker for having asked
         # (the opening question is not a position; they count once they say something more).
         names = [a.name for a in self.agents] + [
-            row[1] for row in self.engine._transcript[1:] if row[3] == "human" and row[1] not in ("Maestro",)
+            row[1] for row in self.ctx.transcript.rows[1:] if row[3] == "human" and row[1] not in ("Maestro",)
         ]
-        error: str | None = None
+
+        async def ask(provider: ModelProvider, agent: Participant):
+            return await detect_consensus_result(
+                provider,
+                agent.model or "",
+                transcript,
+                list(dict.fromkeys(names)),
+                round=round_no,
+                previous=self._previous,
+                max_tokens=CONSENSUS_MAX_TOKENS,
+            )
+
+        answer = await first_that_answers(
+            self.ctx,
+            self.agents,
+            step="consensus report",
+            purpose="consensus",
+            max_tokens=CONSENSUS_MAX_TOKENS,
+            ask=ask,
+        )
+        if answer.paused:
+            return None  # paused: the call could pass a budget or a cap
         report: dict | None = None
-        for agent in self.agents:  # the first agent whose provider answers facilitates; each try is checked
-            if not await self.engine.budget_allows(
-                self.engine.step_call(agent, "consensus report", CONSENSUS_MAX_TOKENS)
-            ):
-                return None  # paused: the call could pass a budget or a cap
-            try:
-                provider = await self.engine.provider_for(agent)
-                result = await detect_consensus_result(
-                    provider,
-                    agent.model or "",
-                    transcript,
-                    list(dict.fromkeys(names)),
-                    round=round_no,
-                    previous=self._previous,
-                    max_tokens=CONSENSUS_MAX_TOKENS,
-                )
-                await self.engine.record_call(agent, "consensus", result.usage, result.latency_ms)
-                found = result.value
-                report = found.model_dump(mode="json")
-                self._previous = found
-                break
-            except Exception as exc:  # malformed twice, or the provider failed: say so, try the next agent
-                await self.engine.record_call(agent, "consensus", *spent_on(exc))
-                error = f"{agent.name}: {exc}"
-                log.warning("discussion %s: consensus detection failed: %s", self.id, error)
+        if answer.value is not None:
+            report = answer.value.model_dump(mode="json")
+            self._previous = answer.value
+        error = answer.error or None
         event = ConsensusUpdated(discussion_id=self.id, round=key_round, report=report, error=None if report else error)
-        await self._publish(await self.engine.db.run(self.engine._append, event))
+        await self.ctx.log(event)
         return report
 
     def _open(self, version: int, options: list[dict], stage: str = "") -> tuple[Poll | None, PersistedEvent | None]:
@@ -274,7 +271,7 @@ class DecisionPhase:
                 failed=[],
                 warning="No vote: fewer than two options came out of the discussion (set options when creating it).",
             )
-            await self._publish(await self.engine.db.run(self.engine._append, report))
+            await self.ctx.log(report)
             draft = decisions.DecisionDraft(
                 topic=self.discussion.topic,
                 chosen_option=None,
@@ -286,7 +283,7 @@ class DecisionPhase:
             )
             await self._record(version, None, draft, decisions.fallback_text(draft), report.warning or "")
             return None
-        poll, event = await self.engine.db.run(self._open, version, options[: polls.MAX_OPTIONS])
+        poll, event = await self.ctx.db.run(self._open, version, options[: polls.MAX_OPTIONS])
         await self._publish(event)
         return poll
 
@@ -303,26 +300,20 @@ class DecisionPhase:
     async def _agents_vote(self, poll: Poll, transcript: list[TranscriptEntry]) -> set[int]:
         """Every agent that has not voted votes now, concurrently; returns the ids of those whose ballot failed."""
         assert poll.id is not None
-        voted = await self.engine.db.run(self._voted, poll.id)
+        voted = await self.ctx.db.run(self._voted, poll.id)
         names = [a.name for a in self.agents]
-        # With limited spend the ballots go one at a time, each after the check of its worst case (as in the
-        # rounds); without a limit they all go at once.
-        gate = asyncio.Semaphore(1 if self.engine.spend_limited else max(1, len(self.agents)))
         over_budget = "Not asked: the budget is used up."
 
         def call(agent: Participant):
             async def run() -> str:
-                async with gate:
-                    if not await self.engine.budget_allows(self.engine.step_call(agent, "ballot", BALLOT_MAX_TOKENS)):
-                        raise RuntimeError(over_budget)
-                    return await ballot(agent)
+                if not await self.ctx.budget_allows(self.ctx.step_call(agent, "ballot", BALLOT_MAX_TOKENS)):
+                    raise RuntimeError(over_budget)
+                return await ballot(agent)
 
             return run
 
         async def ballot(agent: Participant) -> str:
-            from backend.orchestrator.engine import _system_prompt
-
-            provider = await self.engine.provider_for(agent)
+            provider = await self.ctx.provider_for(agent)
             view = agent_vote.ballot_view(
                 poll.options, agent.name, poll_id=poll.id, participant_id=agent.id, exclude_own=poll.exclude_own
             )
@@ -331,7 +322,7 @@ class DecisionPhase:
                 ranking, reason, usage, latency_ms = await agent_vote.ask_agent(
                     provider,
                     model=agent.model or "",
-                    system=_system_prompt(agent, self.discussion, others),
+                    system=system_prompt(agent, self.discussion, others),
                     transcript=transcript,
                     question=poll.question,
                     rule=poll.rule,
@@ -339,32 +330,21 @@ class DecisionPhase:
                     max_tokens=BALLOT_MAX_TOKENS,
                 )
             except Exception as exc:
-                await self.engine.record_call(agent, "ballot", *spent_on(exc))
+                await self.ctx.record_call(agent, "ballot", *spent_on(exc))
                 raise
-            await self.engine.record_call(agent, "ballot", usage, latency_ms)
-            await self._publish(await self.engine.db.run(self._store_ballot, poll.id, agent, ranking, reason))
+            await self.ctx.record_call(agent, "ballot", usage, latency_ms)
+            await self._publish(await self.ctx.db.run(self._store_ballot, poll.id, agent, ranking, reason))
             return " > ".join(ranking)
 
         asked = [a for a in self.agents if a.id not in voted]
         tasks = [FanoutTask(a.name, a.model or "", call(a)) for a in asked]
         if not tasks:
             return set()
-        if not await self.engine.budget_allows(self.engine.step_call(asked[0], "ballot", BALLOT_MAX_TOKENS)):
+        if not await self.ctx.budget_allows(self.ctx.step_call(asked[0], "ballot", BALLOT_MAX_TOKENS)):
             return {a.id for a in asked if a.id}  # paused; the wait below notices and stops
-        try:
-            outcome = await fan_out(tasks)
-        except AllFailed as err:
-            outcome = FanoutOutcome(err.results)
-        report = StepReport(
-            discussion_id=self.id,
-            step="agents' votes",
-            succeeded=[r.participant for r in outcome.successes],
-            failed=[{"participant": r.participant, "error": r.error_message or ""} for r in outcome.failures],
-            warning=(
-                "No agent could vote; the count uses people's votes only." if not outcome.successes else outcome.warning
-            ),
-        )
-        await self._publish(await self.engine.db.run(self.engine._append, report))
+        outcome = await fan_out_gated(tasks, one_at_a_time=self.ctx.spend_limited)
+        none_answered = "No agent could vote; the count uses people's votes only."
+        await self.ctx.log(step_report(self.id, "agents' votes", outcome, none_answered=none_answered))
         return {a.id for a, r in zip(asked, outcome.results, strict=True) if r.status == "failed" and a.id}
 
     async def _wait_for_people(self, poll: Poll, *, excused: set[int], poll_s: float = 0.5) -> bool:
@@ -373,50 +353,46 @@ class DecisionPhase:
         Agents whose ballot failed are excused (the room was told); False when a person stops the agents."""
         assert poll.id is not None
         while True:
-            closed = await self.engine.db.run(polls.close_if_done, poll.id, None, excused)
+            closed = await self.ctx.db.run(polls.close_if_done, poll.id, None, excused)
             if closed is not None:
                 await self._publish(closed)
                 return True
-            current = await self.engine.db.run(polls.get, poll.id)
+            current = await self.ctx.db.run(polls.get, poll.id)
             if current.status != "open":
                 return True
-            if await self.engine.db.run(self.engine.stopped_reason) is not None:
+            if await self.ctx.db.run(self.ctx.stopped_reason) is not None:
                 return False
             await asyncio.sleep(poll_s)
 
     async def _synthesise(self, version: int, poll: Poll, consensus: dict | None) -> None:
         draft = decisions.draft_from(self.discussion.topic, poll.result or {}, consensus)
         brief = decisions.synthesis_brief(draft, poll.result or {})
-        transcript = await self.engine.db.run(self._transcript)
-        text, note = None, ""
-        for agent in self.agents:  # the first agent whose provider answers writes it; each try is checked
-            if not await self.engine.budget_allows(self.engine.step_call(agent, "decision card", SYNTHESIS_MAX_TOKENS)):
-                return  # paused: Run Agents (after raising the budget) writes the card
-            try:
-                provider = await self.engine.provider_for(agent)
-                request = GenerationRequest(
-                    model=agent.model or "",
-                    system=SYNTHESIS_SYSTEM,
-                    transcript=[
-                        *transcript[-12:],
-                        TranscriptEntry(author="Moderator", content=brief, author_kind="system"),
-                    ],
-                    max_tokens=SYNTHESIS_MAX_TOKENS,
-                    temperature=0.0,
-                    json_schema=decisions.DecisionText.model_json_schema(),
-                )
-                result = await generate_structured(provider, request, decisions.DecisionText)
-                await self.engine.record_call(agent, "synthesis", result.usage, result.latency_ms)
-                text = result.value
-                break
-            except Exception as exc:
-                await self.engine.record_call(agent, "synthesis", *spent_on(exc))
-                note = f"The rationale and action plan were assembled without a model ({agent.name}: {exc})."
-                log.warning("discussion %s: synthesis failed: %s", self.id, note)
+        transcript = await self.ctx.db.run(self._transcript)
+
+        async def ask(provider: ModelProvider, agent: Participant):
+            request = GenerationRequest(
+                model=agent.model or "",
+                system=SYNTHESIS_SYSTEM,
+                transcript=[
+                    *transcript[-12:],
+                    TranscriptEntry(author="Moderator", content=brief, author_kind="system"),
+                ],
+                max_tokens=SYNTHESIS_MAX_TOKENS,
+                temperature=0.0,
+                json_schema=decisions.DecisionText.model_json_schema(),
+            )
+            return await generate_structured(provider, request, decisions.DecisionText)
+
+        answer = await first_that_answers(
+            self.ctx, self.agents, step="decision card", purpose="synthesis", max_tokens=SYNTHESIS_MAX_TOKENS, ask=ask
+        )
+        if answer.paused:
+            return  # paused: Run Agents (after raising the budget) writes the card
+        text, note = answer.value, ""
         if text is None:
             text = decisions.fallback_text(draft)
-        else:
-            note = ""
+            if answer.error:
+                note = f"The rationale and action plan were assembled without a model ({answer.error})."
         await self._record(version, poll, draft, text, note)
 
     async def _record(
@@ -426,4 +402,4 @@ class DecisionPhase:
             with session_scope() as s:
                 return decisions.record(s, self.id, poll, draft, text, version=version, note=note)
 
-        await self._publish(await self.engine.db.run(write))
+        await self._publish(await self.ctx.db.run(write))

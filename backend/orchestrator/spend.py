@@ -26,8 +26,8 @@ from backend.humans.instance import read_policy
 from backend.models import Discussion, Message, ModelCall
 from backend.models.base import utcnow
 from backend.orchestrator import turn_log
-from backend.orchestrator.context_budget import context_window
 from backend.providers import pricing
+from backend.providers.context_budget import context_window
 
 RAISE_BUDGET = "Raise the budget and press Run Agents to continue."
 CAP_RESETS = "The cap resets at midnight UTC (the instance admin can raise it); then press Run Agents to continue."

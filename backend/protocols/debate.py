@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
-from backend.protocols.round_robin import RoundRobin, Turn
+from backend.protocols.base import Protocol, Turn
 
 A = TypeVar("A")
 
@@ -28,7 +28,7 @@ def stances(agents: Sequence[A]) -> list[tuple[A, str]]:
     return [(agent, STANCES[i % len(STANCES)]) for i, agent in enumerate(agents)]
 
 
-class Debate(RoundRobin):
+class Debate(Protocol):
     """For / against / neutral rounds, then a synthesis."""
 
     name = "debate"

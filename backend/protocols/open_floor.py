@@ -15,9 +15,9 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, Field, create_model
 
-from backend.deliberation.structured import generate_structured, spent_on
-from backend.protocols.round_robin import RoundRobin, Turn
+from backend.protocols.base import Protocol, Turn
 from backend.providers.base import GenerationRequest, ModelProvider, TranscriptEntry, Usage
+from backend.providers.structured import generate_structured, spent_on
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def fallback_pick(names: list[str], spoken: list[str]) -> str:
     return min(names, key=lambda n: (spoken.count(n), last_at.get(n, -1)))
 
 
-class OpenFloor(RoundRobin):
+class OpenFloor(Protocol):
     """Open slots filled by a facilitator's pick each time."""
 
     name = "open"

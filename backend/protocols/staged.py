@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
-from backend.protocols.round_robin import RoundRobin, Turn
+from backend.protocols.base import Protocol, Turn
 
 A = TypeVar("A")
 
@@ -35,14 +35,14 @@ def stages(count: int) -> list[str]:
     return PLANS[min(MAX_STAGES, max(MIN_STAGES, count))]
 
 
-class Staged(RoundRobin):
+class Staged(Protocol):
     """Stages of one round each, every stage closed by a synthesis."""
 
     name = "staged"
     label = "Staged deliberation"
     summary = "2-4 stages (e.g. requirements, options, recommendation); a synthesis closes each before the next."
 
-    planned: int | None = None  # the stage count the discussion was created with (rounds added later follow it)
+    follows_plan = True  # `planned`: the stage count the discussion was created with (rounds added later follow it)
 
     def schedule(self, agents: Sequence[A], rounds: int) -> Iterator[Turn]:
         plan = stages(self.planned or rounds)

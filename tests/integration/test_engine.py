@@ -12,11 +12,11 @@ from backend.db import session_scope
 from backend.events.log import read_events
 from backend.events.schema import DiscussionFinished, TokenDelta, TurnCompleted, TurnFailed, TurnStarted
 from backend.models import Discussion, EventRecord, Message, Participant
-from backend.orchestrator.context_budget import estimate_tokens
 from backend.orchestrator.engine import failed_call_usage
 from backend.orchestrator.runner import Runner
 from backend.providers import registry
 from backend.providers.base import ErrorKind, ProviderError
+from backend.providers.context_budget import estimate_tokens
 from backend.providers.scripted import ScriptedProvider
 from backend.services.discussions import AgentSpec, create_discussion, post_human_message
 from tests.people import person

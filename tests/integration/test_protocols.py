@@ -9,9 +9,9 @@ import json
 import pytest
 
 from backend.db import session_scope
-from backend.deliberation import decisions, polls
+from backend.deliberation import decisions
 from backend.events.log import read_events
-from backend.humans import membership
+from backend.humans import membership, polls
 from backend.orchestrator.runner import Runner
 from backend.protocols.debate import stances
 from backend.providers import registry
@@ -116,8 +116,8 @@ async def test_consensus_building_votes_on_the_room_s_own_proposals(database, bu
 async def test_a_person_stops_the_agents_and_run_agents_continues_without_repeats(database, bus, use):
     from sqlmodel import select
 
+    from backend.errors import Forbidden
     from backend.models import AuditEntry, Discussion, Message
-    from backend.services.errors import Forbidden
 
     sam, olive = person("sam"), person("olive")
     provider = ScriptedProvider(model_reply, token_delay=0.02)
@@ -180,7 +180,7 @@ async def test_open_discussion_lets_the_facilitator_pick_and_falls_back_when_it_
 
 
 async def test_staged_deliberation_closes_every_stage_with_a_synthesis_the_next_stage_sees(database, bus, use):
-    from backend.services.errors import InputError
+    from backend.errors import InputError
 
     provider = ScriptedProvider(lambda r: f"{_cue(r)[:40]} -> said")
     use(provider)

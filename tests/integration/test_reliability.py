@@ -158,9 +158,9 @@ async def test_retrying_a_finished_discussion_is_the_owner_s_call_and_never_unde
 ):
     """A retry reopens an ended discussion only by its owner, never while a decision awaits sign-off or after one
     was made, and every retry is in the audit trail."""
+    from backend.errors import Forbidden
     from backend.humans import audit, membership
     from backend.models import Decision
-    from backend.services.errors import Forbidden
 
     alex, bea = person("alex", "Alex"), person("bea", "Bea")
     did = _discussion(n_agents=2, owner=alex)
@@ -213,7 +213,7 @@ async def test_a_transcript_over_the_context_window_is_summarised_once_and_reuse
     sqlite_db, bus, scripted, monkeypatch
 ):
     from backend.events.schema import ContextSummarised
-    from backend.orchestrator.context_budget import _SUMMARY_SYSTEM, estimate_tokens
+    from backend.providers.context_budget import _SUMMARY_SYSTEM, estimate_tokens
 
     monkeypatch.setenv("MAESTRO_CONTEXT_TOKENS", "1200")
     did = _discussion(n_agents=2, rounds=4, max_tokens_per_turn=100)

@@ -71,3 +71,33 @@ async def test_an_unexpected_exception_is_a_failed_result():
 
     outcome = await fan_out([FanoutTask("A", "m", boom), FanoutTask("B", "m", _after(0, "ok"))])
     assert outcome.results[0].status == "failed" and "KeyError" in outcome.results[0].error_message
+
+
+async def test_the_gated_fan_out_goes_one_at_a_time_under_a_budget_and_reports_when_all_fail():
+    from backend.orchestrator.fanout import fan_out_gated, step_report
+
+    running, most = 0, 0
+
+    def tracked(text: str | None = None, error: ProviderError | None = None):
+        async def call() -> str:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            await asyncio.sleep(0.02)
+            running -= 1
+            if error:
+                raise error
+            return text or "ok"
+
+        return call
+
+    tasks = [FanoutTask(f"a{i}", "m", tracked()) for i in range(3)]
+    assert len((await fan_out_gated(tasks, one_at_a_time=True)).successes) == 3
+    assert most == 1
+    most = 0
+    await fan_out_gated([FanoutTask(f"a{i}", "m", tracked()) for i in range(3)], one_at_a_time=False)
+    assert most == 3
+    failing = [FanoutTask(f"a{i}", "m", tracked(error=ProviderError(ErrorKind.SERVER, "down"))) for i in range(2)]
+    outcome = await fan_out_gated(failing, one_at_a_time=False)  # no AllFailed: the room is told instead
+    report = step_report(7, "votes", outcome, none_answered="Nobody answered.", unlisted="skipped")
+    assert report.warning == "Nobody answered." and [f["participant"] for f in report.failed] == ["a0", "a1"]
