@@ -5,9 +5,8 @@ from __future__ import annotations
 import contextlib
 
 import reflex as rx
-from starlette.applications import Starlette
 
-from backend.api import api_routes
+from backend.api import api_app
 from backend.api.origins import websocket_origin_allowed
 from backend.api.security_headers import security_headers
 from backend.bootstrap import prepare_database
@@ -47,7 +46,7 @@ async def maestro_lifespan():
 # response, pages included, then gets the security headers.
 app = rx.App(
     theme=rx.theme(accent_color="indigo", radius="medium"),
-    api_transformer=[Starlette(routes=api_routes()), security_headers],
+    api_transformer=[api_app(), security_headers],
 )
 # The room's websocket opens only from this server's own origin (or one the operator lists): its handshake carries
 # the session cookie, so another site must not be able to open it (cross-site websocket hijacking).

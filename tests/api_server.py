@@ -1,4 +1,4 @@
-"""Maestro's API routes on a real uvicorn server on 127.0.0.1, as the tests that talk HTTP to it need it."""
+"""Maestro's API app on a real uvicorn server on 127.0.0.1, as the tests that talk HTTP to it need it."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from contextlib import contextmanager
 
 import httpx
 import uvicorn
-from starlette.applications import Starlette
 
-from backend.api import api_routes
+from backend.api import api_app
 from backend.events.bus import set_bus
 from backend.orchestrator.runner import Runner, set_runner
 from tests.people import person
@@ -22,16 +21,14 @@ PASSWORD = "correct horse"
 
 @contextmanager
 def serve_api(host: str = "127.0.0.1") -> Iterator[str]:
-    """Serve the routes on a free port of `host` with a fresh bus and runner (made inside the server's event loop,
+    """Serve the API app on a free port of `host` with a fresh bus and runner (made inside the server's event loop,
     as in the app); yields the base URL and stops the server afterwards."""
     set_bus(None)
     set_runner(Runner(lease_seconds=5))
     with socket.socket() as s:
         s.bind((host, 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(Starlette(routes=api_routes()), host=host, port=port, log_level="warning", lifespan="off")
-    )
+    server = uvicorn.Server(uvicorn.Config(api_app(), host=host, port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -1,23 +1,27 @@
 """Export a decision card as Markdown or JSON, for members of its discussion only.
 
 GET /api/decisions/{id}.md and .json take the API's bearer token; GET /export/decisions/{id}.md and .json are the
-same download for a signed-in browser (its HttpOnly session cookie). A stranger and an unknown id both get 403.
+same download for a signed-in browser (its HttpOnly session cookie), a plain route outside the API's schema. A
+stranger and an unknown id both get 403.
 """
 
 from __future__ import annotations
 
 import json
 
+from fastapi import Security
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from backend.api.browser_session import SESSION_COOKIE
-from backend.api.http import bearer_token
+from backend.api.http import BEARER, ErrorOut, ItemId, api_router, bearer_token
 from backend.db import run_db
 from backend.deliberation import decisions
+from backend.errors import NotFound
 from backend.humans import accounts, membership
-from backend.services.errors import NotFound
+
+router = api_router(tags=["decisions"])
 
 
 async def export(request: Request) -> Response:
@@ -44,8 +48,27 @@ async def export(request: Request) -> Response:
     return PlainTextResponse(decisions.to_markdown(card), media_type="text/markdown; charset=utf-8", headers=headers)
 
 
-def decision_routes() -> list[Route]:
-    return [
-        Route("/api/decisions/{decision_id:int}.{fmt:str}", export, methods=["GET"], name="decision-export"),
-        Route("/export/decisions/{decision_id:int}.{fmt:str}", export, methods=["GET"], name="decision-download"),
-    ]
+@router.get(
+    "/api/decisions/{decision_id:int}.{fmt:str}",
+    name="decision-export",
+    response_class=Response,
+    dependencies=[Security(BEARER)],
+    summary="Export a decision card",
+    responses={
+        200: {
+            "description": "The card as a download: Markdown for `.md`, JSON for `.json`.",
+            "content": {"text/markdown": {"schema": {"type": "string"}}, "application/json": {"schema": {}}},
+        },
+        403: {"model": ErrorOut, "description": "Not signed in, not in its discussion, or no such decision."},
+        404: {"model": ErrorOut, "description": "An extension other than .md or .json."},
+        422: {"model": ErrorOut, "description": "An id out of range."},
+    },
+)
+async def export_api(request: Request, decision_id: ItemId, fmt: str) -> Response:
+    """The decision as Markdown (`.md`) or JSON (`.json`), to people in its discussion (403 for anyone else)."""
+    return await export(request)
+
+
+def download_route() -> Route:
+    """The same download for a signed-in browser, by its session cookie (not part of the API)."""
+    return Route("/export/decisions/{decision_id:int}.{fmt:str}", export, methods=["GET"], name="decision-download")

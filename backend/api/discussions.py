@@ -14,99 +14,47 @@ each null when there is nothing that way. Pages are cut on seq, so messages that
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from typing import Annotated, Any
 
-from backend import preflight
+from fastapi import Query
+from pydantic import BeforeValidator
+from starlette.responses import JSONResponse
+
 from backend.db import run_db
-from backend.deliberation import decisions, polls
-from backend.humans import prompts
+from backend.deliberation import decisions
+from backend.humans import polls, prompts
 from backend.models import Message, Participant
-from backend.services import discussions, room, transcript
-from backend.services.discussions import AgentSpec
-from backend.services.personas import agent_spec, defaults_by_key
+from backend.services import discussions, preflight, room, transcript
+from backend.services.discussion_input import DiscussionIn, agent_specs
 
-from .http import ApiError, actor, endpoint, member_request, path_int, read_json
+from .http import MAX_ID, Actor, ApiError, InDiscussion, ItemId, api_router, errors
+from .schemas import (
+    AnswerIn,
+    ChecklistOut,
+    DiscussionListOut,
+    DiscussionOut,
+    InviteIn,
+    MessageIn,
+    MessageOut,
+    NotReadyOut,
+    ParticipantOut,
+    RunOut,
+    SignOffIn,
+    StatusOut,
+    VoteIn,
+)
 
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently ignored
-
-
-class AgentIn(_Body):
-    """An agent: a persona, on its own mapped provider and model unless `provider` (and `model`) say otherwise."""
-
-    persona: str = Field(max_length=64)
-    provider: str | None = Field(default=None, max_length=40)
-    model: str | None = Field(default=None, max_length=200)
-    base_url: str | None = Field(default=None, max_length=500)
-
-
-class CheckpointIn(_Body):
-    """A question the protocol asks people after a round (e.g. the decision maker's choice); blocking by default."""
-
-    after_round: int = 1
-    kind: str = Field(default="choice", description="approval | choice | feedback | clarification")
-    prompt: str = Field(max_length=2000)
-    options: list[str] = Field(default_factory=list, max_length=20)
-    target_roles: list[str] = Field(default_factory=lambda: ["decision_maker"], max_length=4)
-    deadline_s: float = 300
-    default: str | None = Field(default=None, max_length=2000)
-    blocking: bool = True
+router = api_router(prefix="/api/discussions", tags=["discussions"], responses=errors(401, 403, 404, 422, 429))
+ONE = "/{discussion_id:int}"
+WRITES = errors(413)  # a route that takes a body may also be sent one too big
 
 
-class DiscussionIn(_Body):
-    topic: str = Field(max_length=2000)
-    agents: list[AgentIn] = Field(default_factory=list, max_length=12)
-    rounds: int = 2
-    protocol: str = "round_robin"
-    role: str = Field(default="contributor", description="the creator's own role in the discussion")
-    max_tokens_per_turn: int | None = None
-    budget_tokens: int | None = None
-    budget_usd: float | None = None
-    parallel_openings: bool = False
-    human_turns: bool = False
-    vote_rule: str | None = None
-    vote_options: list[str] = Field(default_factory=list, max_length=20)
-    exclude_own_vote: bool = False
-    vote_deadline_s: int = 300
-    stop_on_consensus: bool = False
-    track_consensus: bool = False
-    checkpoints: list[CheckpointIn] = Field(default_factory=list, max_length=10)
+def _blank_is_none(value: Any) -> Any:
+    return None if value == "" else value  # `?limit=` with nothing after it means no limit given, as before
 
 
-class MessageIn(_Body):
-    content: str
-    client_id: str | None = Field(default=None, max_length=80, description="send the same id again: posted once")
-
-
-class AnswerIn(_Body):
-    value: str
-    client_id: str | None = Field(default=None, max_length=80)
-
-
-class VoteIn(_Body):
-    ranking: list[str] = Field(max_length=50, description="option ids, best first (approval: the approved ones)")
-    reason: str = Field(default="", max_length=2000)
-    client_id: str = Field(default="api", max_length=80)
-
-
-class InviteIn(_Body):
-    username: str = Field(max_length=200)
-    role: str = Field(description="observer | contributor | decision_maker | must_approve")
-    weight: float | None = Field(default=None, description="a decision maker's vote weight")
-
-
-class SignOffIn(_Body):
-    outcome: str = Field(description="approved | overridden | more_discussion")
-    conditions: str = ""
-    override_option: str | None = None
-    reason: str = ""
-    question: str = ""
-    extra_rounds: int = 1
-    client_id: str = Field(default="", max_length=80)
+Seq = Annotated[int | None, BeforeValidator(_blank_is_none), Query(ge=0, le=MAX_ID)]
+Limit = Annotated[int, BeforeValidator(lambda v: transcript.DEFAULT_LIMIT if v == "" else v)]
 
 
 def _participant(p: Participant) -> dict:
@@ -142,22 +90,6 @@ def _message(m: Message) -> dict:
         "cost_usd": m.cost_usd,
         "latency_ms": m.latency_ms,
     }
-
-
-def _page_query(request: Request) -> dict[str, int | None]:
-    """`limit`, `before` and `after` from the query string; a value that is not a whole number is a 422."""
-    values: dict[str, int | None] = {}
-    for name in ("limit", "before", "after"):
-        raw = request.query_params.get(name)
-        if raw is None or raw == "":
-            continue
-        if not raw.isdigit() or len(raw) > 18:
-            raise ApiError(422, f"?{name}= must be a whole number.", {name: "Must be a whole number."})
-        values[name] = int(raw)
-    transcript.check_page(
-        before=values.get("before"), after=values.get("after"), limit=values.get("limit", transcript.DEFAULT_LIMIT)
-    )
-    return values
 
 
 def _edge(seq: int | None, cursor: int | None, step: int) -> int | None:
@@ -217,59 +149,62 @@ def _detail(
     }
 
 
-@endpoint
-async def list_discussions(request: Request) -> Response:
-    user = await actor(request)
+@router.get("", response_model=DiscussionListOut, summary="The discussions you are in, newest first")
+async def list_discussions(user: Actor) -> dict:
     rows = await run_db(discussions.list_discussions, 100, user.id)
-    return JSONResponse({"discussions": [r.__dict__ for r in rows]})
+    return {"discussions": [r.__dict__ for r in rows]}
 
 
-def _specs(agents: list[AgentIn]) -> list[AgentSpec]:
-    """Each agent on what the request names, else on its persona's own provider and model (as the form does)."""
-    mapped = defaults_by_key()
-    return [agent_spec(a.persona, a.provider, (a.model or "").strip() or None, a.base_url, mapped) for a in agents]
-
-
-@endpoint
-async def create(request: Request) -> Response:
+@router.post("", status_code=201, response_model=DiscussionOut, responses=WRITES, summary="Create a discussion")
+async def create(body: DiscussionIn, user: Actor) -> dict:
     """Create a discussion owned by the caller; 201 with the whole discussion, or 422 naming each bad field."""
-    user = await actor(request)
-    body = await read_json(request, DiscussionIn)
-    specs = await run_db(_specs, body.agents)
+    specs = await run_db(agent_specs, body.agents)
     fields = body.model_dump(exclude={"agents", "role", "checkpoints"})
     fields["checkpoints"] = [c.model_dump(exclude_none=True) for c in body.checkpoints]
     discussion = await run_db(
         lambda: discussions.create_discussion(agents=specs, owner=user, owner_role=body.role, **fields)
     )
     assert discussion.id is not None
-    return JSONResponse(await run_db(_detail, discussion.id), status_code=201)
+    return await run_db(_detail, discussion.id)
 
 
-@endpoint
-async def show(request: Request) -> Response:
-    """The discussion with a page of its messages (see the module docstring for ?limit=, ?before=, ?after=)."""
-    discussion_id, _ = await member_request(request)
-    page = _page_query(request)
-    return JSONResponse(await run_db(lambda: _detail(discussion_id, **page)))
+@router.get(ONE, response_model=DiscussionOut, summary="A discussion with a page of its messages")
+async def show(
+    the: InDiscussion,
+    limit: Annotated[Limit, Query(ge=1, le=transcript.MAX_LIMIT)] = transcript.DEFAULT_LIMIT,
+    before: Seq = None,
+    after: Seq = None,
+) -> dict:
+    """The discussion with a page of its messages: the newest `limit`, or those before or after a seq."""
+    transcript.check_page(before=before, after=after, limit=limit)
+    return await run_db(lambda: _detail(the.discussion_id, before=before, after=after, limit=limit))
 
 
-@endpoint
-async def post_message(request: Request) -> Response:
+@router.post(ONE + "/messages", status_code=201, response_model=MessageOut, responses=WRITES, summary="Post")
+async def post_message(body: MessageIn, the: InDiscussion) -> dict:
     """Post as the caller (roles decide whether they may); the same client_id twice posts once."""
-    discussion_id, user = await member_request(request)
-    body = await read_json(request, MessageIn)
     message = await room.post_message(
-        discussion_id=discussion_id, actor=user, content=body.content, client_id=body.client_id
+        discussion_id=the.discussion_id, actor=the.user, content=body.content, client_id=body.client_id
     )
-    return JSONResponse(_message(message), status_code=201)
+    return _message(message)
 
 
-@endpoint
-async def check(request: Request) -> Response:
-    """The preflight checklist (what gates Run Agents), with how to fix each failing item."""
-    discussion_id, _ = await member_request(request)
-    result = await preflight.run_preflight(discussion_id, fresh=request.query_params.get("fresh") == "1")
-    return JSONResponse(_checklist(result))
+@router.post(
+    ONE + "/people", status_code=201, response_model=ParticipantOut, responses=WRITES, summary="Invite a person"
+)
+async def invite(body: InviteIn, the: InDiscussion) -> dict:
+    """Add a person by username with a role, or change their role (the owner only)."""
+    participant = await room.invite(
+        discussion_id=the.discussion_id, actor=the.user, username=body.username, role=body.role, weight=body.weight
+    )
+    return _participant(participant)
+
+
+@router.get(ONE + "/preflight", response_model=ChecklistOut, summary="The checklist that gates running the agents")
+async def check(the: InDiscussion, fresh: Annotated[str | None, Query(max_length=8)] = None) -> dict:
+    """The preflight checklist (what gates Run Agents), with how to fix each failing item; `?fresh=1` checks the
+    providers again instead of reusing a recent answer."""
+    return _checklist(await preflight.run_preflight(the.discussion_id, fresh=fresh == "1"))
 
 
 def _checklist(result: preflight.Preflight) -> dict:
@@ -283,92 +218,64 @@ def _checklist(result: preflight.Preflight) -> dict:
     }
 
 
-@endpoint
-async def run(request: Request) -> Response:
+@router.post(
+    ONE + "/run",
+    status_code=202,
+    response_model=RunOut,
+    responses={409: {"model": NotReadyOut, "description": "Not ready: the failing checklist, or why not now."}},
+    summary="Run (or resume) the agents",
+)
+async def run(the: InDiscussion) -> dict | JSONResponse:
     """Run (or resume) the agents, as the Run Agents button does: the owner only, once the preflight checklist
     passes (409 with the checklist otherwise)."""
-    discussion_id, user = await member_request(request)
     try:
-        problem = await room.run_agents(discussion_id, user)
+        problem = await room.run_agents(the.discussion_id, the.user)
     except preflight.NotReady as err:
         return JSONResponse({"error": str(err), **_checklist(err.result)}, status_code=409)
     if problem:
         raise ApiError(409, problem)
-    return JSONResponse({"status": "running", "events": f"/api/discussions/{discussion_id}/events"}, status_code=202)
+    return {"status": "running", "events": f"/api/discussions/{the.discussion_id}/events"}
 
 
-@endpoint
-async def stop(request: Request) -> Response:
-    discussion_id, user = await member_request(request)
-    await room.stop(discussion_id=discussion_id, actor=user)
-    return JSONResponse({"status": "stopping"}, status_code=202)
+@router.post(ONE + "/stop", status_code=202, response_model=StatusOut, summary="Stop the agents")
+async def stop(the: InDiscussion) -> dict:
+    await room.stop(discussion_id=the.discussion_id, actor=the.user)
+    return {"status": "stopping"}
 
 
-@endpoint
-async def answer(request: Request) -> Response:
+@router.post(
+    ONE + "/prompts/{prompt_id:int}/answer", response_model=StatusOut, responses=WRITES, summary="Answer a prompt"
+)
+async def answer(body: AnswerIn, the: InDiscussion, prompt_id: ItemId) -> dict:
     """Answer a prompt routed to the caller; the first answer wins."""
-    discussion_id, user = await member_request(request)
-    body = await read_json(request, AnswerIn)
     await room.answer_prompt(
-        discussion_id=discussion_id,
-        prompt_id=path_int(request, "prompt_id"),
-        actor=user,
-        value=body.value,
-        client_id=body.client_id,
+        discussion_id=the.discussion_id, prompt_id=prompt_id, actor=the.user, value=body.value, client_id=body.client_id
     )
-    return JSONResponse({"status": "answered"})
+    return {"status": "answered"}
 
 
-@endpoint
-async def vote(request: Request) -> Response:
+@router.post(ONE + "/polls/{poll_id:int}/votes", response_model=StatusOut, responses=WRITES, summary="Vote")
+async def vote(body: VoteIn, the: InDiscussion, poll_id: ItemId) -> dict:
     """Vote (or change a vote) in an open poll: one current vote per person, history kept."""
-    discussion_id, user = await member_request(request)
-    body = await read_json(request, VoteIn)
     await room.cast_vote(
-        discussion_id=discussion_id,
-        poll_id=path_int(request, "poll_id"),
-        actor=user,
+        discussion_id=the.discussion_id,
+        poll_id=poll_id,
+        actor=the.user,
         ranking=body.ranking,
         client_id=body.client_id,
         reason=body.reason,
     )
-    return JSONResponse({"status": "voted"})
+    return {"status": "voted"}
 
 
-@endpoint
-async def invite(request: Request) -> Response:
-    """Add a person by username with a role, or change their role (the owner only)."""
-    discussion_id, user = await member_request(request)
-    body = await read_json(request, InviteIn)
-    participant = await room.invite(
-        discussion_id=discussion_id, actor=user, username=body.username, role=body.role, weight=body.weight
-    )
-    return JSONResponse(_participant(participant), status_code=201)
-
-
-@endpoint
-async def sign_off(request: Request) -> Response:
-    """The must-approve person's answer to a decision: approve, override or send back for more discussion."""
-    discussion_id, user = await member_request(request)
-    body = await read_json(request, SignOffIn)
-    decision_id = path_int(request, "decision_id")
-    await room.sign_off(discussion_id=discussion_id, decision_id=decision_id, actor=user, **body.model_dump())
-    return JSONResponse(await run_db(decisions.get_card, decision_id))
-
-
-def discussion_routes() -> list[Route]:
-    base = "/api/discussions"
-    one = base + "/{discussion_id:int}"
-    return [
-        Route(base, list_discussions, methods=["GET"]),
-        Route(base, create, methods=["POST"]),
-        Route(one, show, methods=["GET"]),
-        Route(one + "/messages", post_message, methods=["POST"]),
-        Route(one + "/people", invite, methods=["POST"]),
-        Route(one + "/preflight", check, methods=["GET"]),
-        Route(one + "/run", run, methods=["POST"]),
-        Route(one + "/stop", stop, methods=["POST"]),
-        Route(one + "/prompts/{prompt_id:int}/answer", answer, methods=["POST"]),
-        Route(one + "/polls/{poll_id:int}/votes", vote, methods=["POST"]),
-        Route(one + "/decisions/{decision_id:int}/sign-off", sign_off, methods=["POST"]),
-    ]
+@router.post(
+    ONE + "/decisions/{decision_id:int}/sign-off",
+    response_model=dict[str, Any],
+    responses=WRITES,
+    summary="Sign off a decision",
+)
+async def sign_off(body: SignOffIn, the: InDiscussion, decision_id: ItemId) -> dict:
+    """The must-approve person's answer to a decision: approve, override or send back for more discussion; the
+    decision card as it now stands."""
+    await room.sign_off(discussion_id=the.discussion_id, decision_id=decision_id, actor=the.user, **body.model_dump())
+    return await run_db(decisions.get_card, decision_id)

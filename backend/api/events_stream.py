@@ -23,22 +23,22 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from typing import Annotated
 
-from starlette.requests import Request
+from fastapi import Header, Query
 from starlette.responses import Response
-from starlette.routing import Route
 
 from backend.config import get_settings
 from backend.db import run_db
+from backend.errors import TooManyAttempts
 from backend.events.bus import get_bus
 from backend.events.follower import Batch, Follower
 from backend.events.schema import DiscussionFinished, DiscussionPaused
 from backend.observability import viewer_active
 from backend.orchestrator.runner import get_runner
 from backend.services import discussions
-from backend.services.errors import TooManyAttempts
 
-from .http import ApiError, endpoint, member_request
+from .http import ApiError, InDiscussion, api_router, errors
 from .stream_slots import RETRY_AFTER_S, STREAM_SLOTS, SlotStream
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,12 @@ KEEP_ALIVE_S = 15.0
 STOPPED = ("completed", "failed", "paused", "awaiting_approval")  # the agents are not running
 
 
-def _after(request: Request) -> int:
-    raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
-    if not raw.isdigit():
+router = api_router(tags=["discussions"])
+
+
+def _after(last_event_id: str | None, after: str | None) -> int:
+    raw = last_event_id or after or "0"
+    if not raw.isdigit() or len(raw) > 18:
         raise ApiError(422, "Last-Event-ID and ?after= must be the seq of an event (a whole number, 0 for all).")
     return int(raw)
 
@@ -64,13 +67,31 @@ def _frames(batch: Batch) -> list[bytes]:
     return out
 
 
-@endpoint
-async def events(request: Request) -> Response:
-    discussion_id, user = await member_request(request)
-    after = _after(request)
-    until_stopped = request.query_params.get("until") == "finished"
+@router.get(
+    "/api/discussions/{discussion_id:int}/events",
+    response_class=Response,
+    summary="Follow a discussion live (Server-Sent Events)",
+    responses={
+        200: {
+            "description": "The event stream: `id: <seq>`, `event: <type>`, `data: <the event as JSON>` per event.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        204: {"description": "`?until=finished` and the agents have stopped with nothing newer to send."},
+        **errors(401, 404, 422, 429),
+    },
+)
+async def events(
+    the: InDiscussion,
+    after: Annotated[str | None, Query(description="resume after this event seq")] = None,
+    until: Annotated[str | None, Query(description="`finished`: end once the agents stop")] = None,
+    last_event_id: Annotated[str | None, Header(description="resume after this event seq (wins over ?after=)")] = None,
+) -> Response:
+    """The room as Server-Sent Events, from the event after `Last-Event-ID` (or `?after=`) on."""
+    discussion_id, user = the.discussion_id, the.user
+    after_seq = _after(last_event_id, after)
+    until_stopped = until == "finished"
     discussion = await run_db(discussions.get_discussion, discussion_id)
-    if until_stopped and discussion.status in STOPPED and after >= discussion.last_seq:
+    if until_stopped and discussion.status in STOPPED and after_seq >= discussion.last_seq:
         return Response(status_code=204)  # nothing more will come until someone runs the agents again
     assert user.id is not None
     cap = get_settings().max_streams_per_user
@@ -86,7 +107,7 @@ async def events(request: Request) -> Response:
         # Livelier pacing than a browser tab's: no React render to protect, and tools like small, prompt pieces.
         follower = Follower(
             discussion_id,
-            after_seq=after,
+            after_seq=after_seq,
             bus=get_bus(),
             live_source=get_runner().live_text,
             min_interval=0.05,
@@ -114,7 +135,3 @@ async def events(request: Request) -> Response:
 
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return SlotStream(stream(), slot, media_type="text/event-stream", headers=headers)
-
-
-def events_route() -> Route:
-    return Route("/api/discussions/{discussion_id:int}/events", events, methods=["GET"])

@@ -3,37 +3,29 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Security
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import Response
 
 from backend.db import run_db
 from backend.humans import accounts
 
-from .http import bearer_token, endpoint, read_json
+from .http import BEARER, api_router, bearer_token, errors
+from .schemas import Credentials, SessionOut
+
+router = api_router(prefix="/api/session", tags=["session"])
 
 
-class Credentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    username: str = Field(max_length=200)
-    password: str = Field(max_length=1000)
-
-
-@endpoint
-async def log_in(request: Request) -> Response:
+@router.post("", status_code=201, response_model=SessionOut, responses=errors(413, 422, 429), summary="Log in")
+async def log_in(body: Credentials, request: Request) -> dict:
     """A token for `Authorization: Bearer`; a wrong name or password is one vague 422, as in the browser."""
-    body = await read_json(request, Credentials)
     address = request.client.host if request.client else None
     user, token = await accounts.run_auth(accounts.log_in, body.username, body.password, address=address)
-    return JSONResponse({"token": token, "username": user.username, "display_name": user.display_name}, status_code=201)
+    return {"token": token, "username": user.username, "display_name": user.display_name}
 
 
-@endpoint
+@router.delete("", status_code=204, response_class=Response, dependencies=[Security(BEARER)], summary="Log out")
 async def log_out(request: Request) -> Response:
+    """End the session of the bearer token sent (nothing to do without one)."""
     await run_db(accounts.log_out, bearer_token(request))
     return Response(status_code=204)
-
-
-def session_routes() -> list[Route]:
-    return [Route("/api/session", log_in, methods=["POST"]), Route("/api/session", log_out, methods=["DELETE"])]

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from backend.deliberation import polls
+from backend.humans import polls
 from backend.providers import registry
 from backend.providers.scripted import ScriptedProvider
 from tests.api_server import login, serve_api

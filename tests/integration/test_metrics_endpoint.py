@@ -1,23 +1,22 @@
-"""GET /metrics over HTTP, on a Starlette app built from `api_routes()` as the Reflex app mounts them."""
+"""GET /metrics over HTTP, on the API app (`api_app()`) with a stand-in for Reflex mounted beneath, as in the app."""
 
 from __future__ import annotations
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from backend import observability as obs
-from backend.api import api_routes
+from backend.api import api_app, listed_routes
 from backend.providers import registry
 from backend.providers.scripted import ScriptedProvider
 
 
 @pytest.fixture
 def client():
-    app = Starlette(routes=api_routes())
+    app = api_app()
 
     async def fallback(scope, receive, send):  # stands in for Reflex, mounted at "" beneath our routes
         await PlainTextResponse("reflex", status_code=200)(scope, receive, send)
@@ -75,8 +74,8 @@ def test_only_get_and_head_are_ours_everything_else_falls_through_to_the_app_ben
 
 
 def test_api_routes_stay_off_the_paths_reflex_serves():
-    paths = [r.path for r in api_routes() if isinstance(r, Route)]
-    assert paths[:2] == ["/metrics", "/api/decisions/{decision_id:int}.{fmt:str}"]
+    paths = [r.path for r in listed_routes(api_app()) if isinstance(r, Route)]
+    assert {"/metrics", "/api/decisions/{decision_id:int}.{fmt:str}", "/api/openapi.json", "/api/docs"} <= set(paths)
     assert {"/api/session", "/api/discussions", "/api/discussions/{discussion_id:int}/events"} <= set(paths)
     # Reflex's own backend paths (/_event, /_upload, /ping, /_health) and every page fall through to the app.
     assert all(p == "/metrics" or p.startswith(("/api/", "/auth/", "/export/")) for p in paths)
