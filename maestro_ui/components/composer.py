@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from maestro_ui.state.room import RoomState
+from maestro_ui.state.room_actions import RoomActions
 
 
 def composer() -> rx.Component:
@@ -30,7 +31,7 @@ def _form() -> rx.Component:
                 rx.text_area(
                     placeholder="Write to the room… (@name asks an agent or a person)",
                     value=RoomState.draft,
-                    on_change=RoomState.set_draft,
+                    on_change=RoomActions.set_draft,
                     id="composer-input",
                     name="content",
                     flex="1",
@@ -52,6 +53,6 @@ def _form() -> rx.Component:
             ),
             width="100%",
         ),
-        on_submit=RoomState.post,
+        on_submit=RoomActions.post,
         width="100%",
     )

@@ -9,6 +9,7 @@ from maestro_ui.components.stream_text import stream_text
 from maestro_ui.components.untrusted import untrusted_markdown
 from maestro_ui.state.live import LiveState
 from maestro_ui.state.room import MessageRow, RoomState, StreamRow
+from maestro_ui.state.room_actions import RoomActions
 
 
 def _author(name, kind) -> rx.Component:
@@ -58,7 +59,7 @@ def message_bubble(m: MessageRow) -> rx.Component:
                             "Retry",
                             size="1",
                             variant="soft",
-                            on_click=RoomState.retry_message(m["id"]),
+                            on_click=RoomActions.retry_message(m["id"]),
                             class_name="retry-btn",
                         ),
                         spacing="2",

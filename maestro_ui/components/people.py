@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from maestro_ui.state.room import HumanRow, JoinLinkRow, RoomState
+from maestro_ui.state.room_actions import RoomActions
 
 ROLES = [
     ("contributor", "Contributor"),
@@ -89,7 +90,7 @@ def join_link_row(link: JoinLinkRow) -> rx.Component:
             size="1",
             variant="ghost",
             color_scheme="red",
-            on_click=RoomState.revoke_join_link(link["id"]),
+            on_click=RoomActions.revoke_join_link(link["id"]),
             id="revoke-link-" + link["id"].to(str),
         ),
         spacing="2",
@@ -115,7 +116,7 @@ def join_links() -> rx.Component:
                 wrap="wrap",
                 align="center",
             ),
-            on_submit=RoomState.make_join_link,
+            on_submit=RoomActions.make_join_link,
             width="100%",
         ),
         rx.text("Deciding roles are invited by name.", size="1", color_scheme="gray"),
@@ -135,7 +136,7 @@ def join_links() -> rx.Component:
         ),
         spacing="1",
         width="100%",
-        on_mount=RoomState.load_join_links,
+        on_mount=RoomActions.load_join_links,
     )
 
 
@@ -161,7 +162,7 @@ def owner_tools() -> rx.Component:
                 wrap="wrap",
                 width="100%",
             ),
-            on_submit=RoomState.invite,
+            on_submit=RoomActions.invite,
             reset_on_submit=True,
             width="100%",
         ),
@@ -189,7 +190,7 @@ def owner_tools() -> rx.Component:
                 spacing="1",
                 width="100%",
             ),
-            on_submit=RoomState.ask_room,
+            on_submit=RoomActions.ask_room,
             reset_on_submit=True,
             width="100%",
         ),

@@ -7,6 +7,7 @@ import reflex as rx
 
 from maestro_ui.components.countdown import countdown
 from maestro_ui.state.room import PromptRow, RoomState
+from maestro_ui.state.room_actions import RoomActions
 
 
 def _choices(p: PromptRow) -> rx.Component:
@@ -15,7 +16,7 @@ def _choices(p: PromptRow) -> rx.Component:
             p["options"],
             lambda option: rx.button(
                 option,
-                on_click=RoomState.answer_prompt(p["id"], option),
+                on_click=RoomActions.answer_prompt(p["id"], option),
                 disabled=RoomState.answering,
                 size="3",
                 class_name="prompt-option",
@@ -38,7 +39,7 @@ def _free_text(p: PromptRow) -> rx.Component:
             direction=rx.breakpoints(initial="column", sm="row"),
             width="100%",
         ),
-        on_submit=RoomState.answer_text,
+        on_submit=RoomActions.answer_text,
         reset_on_submit=True,
         width="100%",
     )

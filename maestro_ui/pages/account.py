@@ -7,8 +7,8 @@ import json
 import reflex as rx
 
 from backend.db import run_db
+from backend.errors import Forbidden, InputError
 from backend.humans import accounts
-from backend.services.errors import Forbidden, InputError
 from maestro_ui.components.layout import page
 from maestro_ui.state.auth import AuthState
 

@@ -8,8 +8,8 @@ import reflex as rx
 
 from backend.db import run_db
 from backend.deliberation import decisions
+from backend.errors import NotFound
 from backend.humans import membership
-from backend.services.errors import NotFound
 from maestro_ui import routes
 from maestro_ui.components.badges import status_badge
 from maestro_ui.components.deliberation import decision_card
@@ -86,7 +86,7 @@ class DecisionPageState(rx.State):
             f"/export/decisions/{decision_id}.json",
         )
         deliberation = await self.get_state(DeliberationState)
-        deliberation._decision(card)
+        deliberation._show_decision(card)
         # This tab's room view no longer matches what DeliberationState holds: the next room it opens loads whole.
         (await self.get_state(RoomState))._did = 0
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import reflex as rx
 
+from backend.errors import Forbidden, InputError, NotFound
 from backend.services import room
-from backend.services.errors import Forbidden, InputError, NotFound
 from maestro_ui import routes
 from maestro_ui.components.layout import page
 from maestro_ui.state.auth import AuthState

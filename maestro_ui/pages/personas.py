@@ -8,8 +8,8 @@ from typing import TypedDict
 import reflex as rx
 
 from backend.db import run_db
+from backend.errors import Forbidden, InputError, NotFound
 from backend.providers import registry
-from backend.services.errors import Forbidden, InputError, NotFound
 from backend.services.personas import agent_defaults, list_personas, update_persona
 from maestro_ui.components.layout import page
 from maestro_ui.state.auth import AuthState

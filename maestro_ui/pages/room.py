@@ -16,6 +16,7 @@ from maestro_ui.components.prompts import prompts_area
 from maestro_ui.components.transcript import transcript_rows, transcript_sync
 from maestro_ui.state.live import LiveState
 from maestro_ui.state.room import MessageRow, RoomState
+from maestro_ui.state.room_actions import RoomActions
 
 
 def _header() -> rx.Component:
@@ -43,7 +44,7 @@ def _header() -> rx.Component:
                 rx.button(
                     rx.icon("square", size=14),
                     "Stop",
-                    on_click=RoomState.stop_agents,
+                    on_click=RoomActions.stop_agents,
                     variant="soft",
                     color_scheme="red",
                     size="3",
@@ -55,7 +56,7 @@ def _header() -> rx.Component:
                 rx.button(
                     rx.cond(RoomState.is_running, rx.spinner(size="2"), rx.icon("play", size=16)),
                     rx.cond(RoomState.is_running, "Agents running…", "Run Agents"),
-                    on_click=RoomState.run_agents,
+                    on_click=RoomActions.run_agents,
                     disabled=~RoomState.can_run,
                     id="run-agents",
                     size="3",
@@ -126,7 +127,7 @@ def _budget_form() -> rx.Component:
             spacing="2",
             wrap="wrap",
         ),
-        on_submit=RoomState.save_budget,
+        on_submit=RoomActions.save_budget,
         reset_on_submit=False,
     )
 

@@ -15,10 +15,10 @@ import reflex as rx
 
 from backend.api.browser_session import SESSION_COOKIE, safe_next
 from backend.db import run_db
+from backend.errors import Forbidden, InputError
 from backend.humans import accounts
 from backend.humans.instance import is_admin
 from backend.models import User
-from backend.services.errors import Forbidden, InputError
 from maestro_ui import routes
 
 

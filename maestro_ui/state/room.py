@@ -1,123 +1,54 @@
 """RoomState: one tab's view of a discussion, built only from the event log (DESIGN decision 3).
 
 On load the tab starts a background follower that replays persisted events (from seq 0, or after the last one
-it applied when it reconnects), then applies live ones; events apply idempotently, so the state after a
-reconnect equals a fresh load. Reflex cancels the follower when the tab closes, reloads or navigates away.
+it applied when it reconnects), then applies live ones. What the events mean for the page is decided in
+maestro_ui/projection/room.py (plain Python, unit-tested); this state stores the projected view and sends it:
+the transcript as deltas, streamed text through LiveState, the deliberation panel through DeliberationState.
+Reflex cancels the follower when the tab closes, reloads or navigates away.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
-import uuid
 from typing import TypedDict
 
 import reflex as rx
 
-from backend import preflight
 from backend.db import run_db
+from backend.errors import NotFound
 from backend.events.bus import get_bus
 from backend.events.follower import Batch, Follower
-from backend.events.schema import (
-    CallRecorded,
-    ContextSummarised,
-    DecisionSignedOff,
-    DiscussionCreated,
-    DiscussionFinished,
-    DiscussionPaused,
-    HumanInputAnswered,
-    HumanInputRequested,
-    HumanMessagePosted,
-    MemberChanged,
-    Presence,
-    RoomEvent,
-    RunStarted,
-    StepReport,
-    TurnCompleted,
-    TurnFailed,
-    TurnRetryRequested,
-    TurnStarted,
-    TurnStatus,
-    Typing,
-)
+from backend.events.schema import Presence, Typing
 from backend.humans import accounts, membership, mentions, presence
-from backend.humans.prompts import prompt_targets_me
-from backend.humans.roles import ROLE_LABELS, Permission, Role, permissions
-from backend.models.base import utcnow
+from backend.humans.roles import Permission, permissions
 from backend.observability import viewer_active
 from backend.orchestrator.runner import get_runner
 from backend.protocols import get_protocol
 from backend.providers.offline import OFFLINE_HINT
-from backend.providers.registry import PROVIDERS
-from backend.services import discussions, room
-from backend.services.errors import Forbidden, InputError, NotFound
+from backend.services import discussions, preflight, room
 from maestro_ui import routes
+from maestro_ui.projection import room as room_view
+from maestro_ui.projection.room import AgentRow, HumanRow, MessageRow, PromptRow, RoomView, StreamRow
 from maestro_ui.state.auth import AuthState, cookie_token
-from maestro_ui.state.deliberation import DELIBERATION_EVENTS, DeliberationState
+from maestro_ui.state.deliberation import DeliberationState
 from maestro_ui.state.live import LiveState
 
+__all__ = ["AgentRow", "CheckRow", "HumanRow", "JoinLinkRow", "MessageRow", "PromptRow", "RoomState", "StreamRow"]
+
 TYPING_SHOWN_S = 4.0
-TYPING_SIGNAL_EVERY_S = 2.0
 
 # One follower per tab (client token), so a gap reported by the page can reach it.
 _FOLLOWERS: dict[str, Follower] = {}
 
-
-def _ask_targets(to: str) -> dict[str, list[str]]:
-    """The ask form's "to": "@username" routes to that person, anything else names a role."""
-    if to.startswith("@"):
-        return {"target_roles": [], "target_users": [to[1:]]}
-    return {"target_roles": [to], "target_users": []}
-
-
-def _answer_key(prompt_id: int, participant_id: int, value: str) -> str:
-    """The same answer from the same person to the same prompt is one answer, however often it is sent."""
-    return f"answer:{prompt_id}:{participant_id}:{hashlib.sha256(value.encode()).hexdigest()[:16]}"
-
-
-class AgentRow(TypedDict):
-    id: int
-    name: str
-    provider: str
-    model: str
-    offline: bool
-    status: str  # idle | queued | thinking | streaming | slow | retrying | done | failed
-    elapsed: int  # seconds the current turn had run when this row was sent; the page's clock ticks on
-    turn: int  # the current turn's start seq
-    tokens: int
-    cost: str
-    latency: str
-    error: str
-    detail: str
-
-
-class MessageRow(TypedDict):
-    id: int
-    author: str
-    kind: str  # agent | human
-    provider_label: str
-    model: str
-    round: int
-    content: str
-    status: str  # complete | failed | queued (a retry was asked for)
-    error: str
-    meta: str
-    label: str  # the protocol's ask of this turn: a debate stance or "synthesis"
-    # A finished turn this tab watched stream: its first `skip` characters are already on the page, in the
-    # stream `stream`, and `content` holds only the rest (see assets/transcript.jsx). Otherwise "" and 0.
-    stream: str
-    skip: int
-
-
-class HumanRow(TypedDict):
-    id: int
-    name: str
-    username: str
-    role: str
-    role_label: str
-    owner: bool
-    online: bool
-    typing: bool
+# RoomView's fields -> the RoomState vars that hold them.
+_VIEW_VARS = {
+    **{name: name for name in RoomView.__dataclass_fields__},
+    "me": "_me",
+    "rows": "_rows",
+    "costs": "_cost",
+    "prompt_targets": "_prompt_roles",
+    "last_seq": "_last_seq",
+}
 
 
 class JoinLinkRow(TypedDict):
@@ -129,43 +60,12 @@ class JoinLinkRow(TypedDict):
     expires: str
 
 
-class PromptRow(TypedDict):
-    id: int
-    kind: str
-    prompt: str
-    options: list[str]
-    targets: str
-    deadline: str  # ISO time, counted down on the page
-    default: str
-    blocking: bool
-    status: str  # open | answered | expired
-    answer: str
-    answered_by: str
-    mine: bool  # this person may answer it
-
-
 class CheckRow(TypedDict):
     key: str
     label: str
     required: bool
     status: str  # pass | fail | skip | running
     detail: str
-
-
-class StreamRow(TypedDict):
-    key: str
-    author: str
-    provider_label: str
-    model: str
-    round: int
-    label: str
-
-
-def _label(provider: str) -> str:
-    if provider == "offline":
-        return "Offline"
-    info = PROVIDERS.get(provider)
-    return info.label if info else provider
 
 
 def _still_member(session_token: str | None, discussion_id: int, participant_id: int) -> bool:
@@ -175,12 +75,8 @@ def _still_member(session_token: str | None, discussion_id: int, participant_id:
     return member is not None and member.id == participant_id
 
 
-def _check_row(item) -> CheckRow:
+def check_row(item) -> CheckRow:
     return CheckRow(key=item.key, label=item.label, required=item.required, status=item.status, detail=item.detail)
-
-
-def _money(x: float) -> str:
-    return f"${x:.4f}" if x < 1 else f"${x:.2f}"
 
 
 class RoomState(rx.State):
@@ -236,6 +132,7 @@ class RoomState(rx.State):
     _tx_gen: int = 0  # the gen of the last `tx`
     _row_gen: dict[int, int] = {}  # row id -> the gen of the delta that last carried it
     _cost: dict[int, float] = {}
+    _prompt_roles: dict[int, tuple[list[str], list[str]]] = {}  # prompt id -> the roles and usernames it asks
     _me: int = 0  # my participant id
     _seen: dict[int, float] = {}  # participant id -> wall time of the last presence beat
     _typing: dict[int, float] = {}  # participant id -> monotonic time until which "typing" shows
@@ -299,7 +196,7 @@ class RoomState(rx.State):
         self._me = me.id or 0
         self.audit_href = routes.audit(did)
         self.my_role, self.is_owner = me.role or "", me.is_owner
-        self.my_role_label = ROLE_LABELS[Role(me.role)] if me.role in Role._value2member_map_ else ""
+        self.my_role_label = room_view.role_label(me.role)
         self.can_message = Permission.MESSAGE in permissions(me.role, is_owner=me.is_owner)
         self.can_vote = Permission.VOTE in permissions(me.role)
         self.can_approve = Permission.APPROVE in permissions(me.role)
@@ -309,60 +206,52 @@ class RoomState(rx.State):
             if self.status in ("draft", "paused"):
                 return [RoomState.follow, RoomState.run_checks(False)]
             return RoomState.follow
-        self._last_seq = 0
         participants = await run_db(discussions.list_participants, did)
+        people = await run_db(membership.people, did)
         self.found = True
         self._did = did
         self.topic = discussion.topic
-        self.status = discussion.status
-        self.rounds = discussion.rounds
         self.vote_rule = discussion.vote_rule or ""
         self.protocol_label = get_protocol(discussion.protocol).label
-        self.agents = [
-            AgentRow(
-                id=p.id or 0,
-                name=p.name,
-                provider=p.provider or "",
-                model=p.model or "",
-                offline=p.provider == "offline",
-                status="idle",
-                elapsed=0,
-                turn=0,
-                tokens=0,
-                cost=_money(0),
-                latency="",
-                error="",
-                detail="",
-            )
-            for p in participants
-            if p.kind == "agent"
-        ]
-        self.has_offline_agent = any(a["offline"] for a in self.agents)
-        people = await run_db(membership.people, did)
         self._seen = {p.id or 0: p.last_seen_at.timestamp() for p, _u in people if p.last_seen_at}
         self._typing = {}
-        self.humans = [
-            HumanRow(
-                id=p.id or 0,
-                name=p.name,
-                username=u,
-                role=p.role or "",
-                role_label=ROLE_LABELS[Role(p.role)] if p.role in Role._value2member_map_ else "",
-                owner=p.is_owner,
-                online=p.id == self._me or presence.is_online(p.last_seen_at),
-                typing=False,
+        view = self._view()
+        self._store(
+            RoomView(
+                me=view.me,
+                is_owner=view.is_owner,
+                my_role=view.my_role,
+                my_role_label=view.my_role_label,
+                can_message=view.can_message,
+                can_vote=view.can_vote,
+                can_approve=view.can_approve,
+                status=discussion.status,
+                rounds=discussion.rounds,
+                pause_reason=discussion.pause_reason or "",
+                agents=[
+                    room_view.agent_row(p.id or 0, p.name, p.provider or "", p.model or "")
+                    for p in participants
+                    if p.kind == "agent"
+                ],
+                humans=[
+                    room_view.human_row(
+                        p.id or 0,
+                        p.name,
+                        u,
+                        p.role or "",
+                        owner=p.is_owner,
+                        online=p.id == self._me or presence.is_online(p.last_seen_at),
+                    )
+                    for p, u in people
+                ],
             )
-            for p, u in people
-        ]
-        self.prompts, self._prompt_roles = [], {}
+        )
+        self.has_offline_agent = any(a["offline"] for a in self.agents)
         self.join_link, self.join_links, self.people_notice = "", [], ""
-        self.pause_reason = discussion.pause_reason or ""
         self.budget_tokens = str(discussion.budget_tokens or "")
         self.budget_usd = f"{discussion.budget_usd:g}" if discussion.budget_usd else ""
-        self._rows, self.streams = {}, []
         self._send_all_rows()
-        self.total_tokens, self.total_cost, self.notice = 0, _money(0), ""
-        self._cost = {}
+        self.notice = ""
         (await self.get_state(LiveState))._clear()
         (await self.get_state(DeliberationState))._reset(did)
         self.checks, self.check_score, self.check_ready = [], 0, False
@@ -381,7 +270,7 @@ class RoomState(rx.State):
 
         async def show(item) -> None:
             async with self:
-                self.checks = [*[c for c in self.checks if c["key"] != item.key], _check_row(item)]
+                self.checks = [*[c for c in self.checks if c["key"] != item.key], check_row(item)]
 
         try:
             result = await preflight.run_preflight(did, fresh=fresh, on_item=show)
@@ -390,7 +279,7 @@ class RoomState(rx.State):
                 self.checking = False
             return
         async with self:
-            self.checks = [_check_row(i) for i in result.items]
+            self.checks = [check_row(i) for i in result.items]
             self.check_score, self.check_ready, self.checking = result.score, result.ready, False
 
     @rx.event(background=True)
@@ -431,304 +320,53 @@ class RoomState(rx.State):
             follower.resync(int(key[1:]), max(0, int(have)))
 
     async def _apply(self, batch: Batch) -> None:
-        live = await self.get_state(LiveState)
-        deliberation: DeliberationState | None = None
-        for event in batch.events:
-            if event.seq <= self._last_seq:
-                continue  # applied already (a replay overlapping live events): counters must not count twice
-            self._last_seq = event.seq
-            if isinstance(event, DiscussionCreated):
-                self.rounds = event.rounds  # a replay from the start: each sign-off below adds its extra rounds
-            elif isinstance(event, DELIBERATION_EVENTS):
-                deliberation = deliberation or await self.get_state(DeliberationState)
-                deliberation._apply(event)
-                if isinstance(event, DecisionSignedOff):  # the gate moves the room on: reopened or closed
-                    reopened = event.outcome == "more_discussion"
-                    self.status = "running" if reopened else "completed"
-                    self.rounds += event.extra_rounds
-            else:
-                self._apply_event(event, live, batch.streamed)
+        """Project the batch onto the view, then send what changed: rows, streamed text, the deliberation panel."""
+        tokens_shown = self.verbosity == "tokens"  # other viewers skip streamed text: nothing crosses the wire for it
+        result = room_view.project(
+            self._view(), batch.events, streamed=batch.streamed, streaming=batch.deltas, tokens_shown=tokens_shown
+        )
         for signal in batch.signals:
             if isinstance(signal, Presence):
                 self._seen[signal.participant_id] = time.time()
             elif isinstance(signal, Typing) and signal.participant_id != self._me:
                 self._typing[signal.participant_id] = time.monotonic() + TYPING_SHOWN_S
-        self._refresh_presence()
-        self._send_changed_rows()
-        for start_seq, (start, text) in batch.deltas.items():
-            key = f"t{start_seq}"
-            if self.verbosity == "tokens":  # other viewers skip streamed text: nothing crosses the wire for it
-                live._put(key, start, text)
-            for agent in self.agents:
-                if agent["status"] in ("thinking", "retrying") and any(
-                    s["key"] == key and s["author"] == agent["name"] for s in self.streams
-                ):
-                    agent["status"] = "streaming"
-
-    def _refresh_presence(self) -> None:
-        """Online = a beat within the last few seconds (or it is me); typing shows for a few seconds."""
-        now, mono = time.time(), time.monotonic()
+        mono = time.monotonic()
         self._typing = {pid: until for pid, until in self._typing.items() if until > mono}
-        for human in self.humans:
-            online = human["id"] == self._me or now - self._seen.get(human["id"], 0) < presence.ONLINE_FOR_S
-            typing = human["id"] in self._typing
-            if human["online"] != online or human["typing"] != typing:  # write only on change: rows resend whole
-                human["online"], human["typing"] = online, typing
-
-    def _agent(self, participant_id: int) -> AgentRow | None:
-        return next((a for a in self.agents if a["id"] == participant_id), None)
-
-    def _apply_event(self, event: RoomEvent, live: LiveState, streamed: dict[int, int] | None = None) -> None:
-        if isinstance(event, RunStarted):
-            self.status = "running"
-            self.pause_reason = ""
-            for agent in self.agents:
-                if agent["status"] == "idle":
-                    agent["status"] = "queued"
-        elif isinstance(event, TurnStatus):
-            agent = self._agent(event.participant_id)
-            if agent and any(s["key"] == f"t{event.start_seq}" for s in self.streams):
-                # "thinking" after a wait for the model: its first tokens may have got here first
-                if not (event.status == "thinking" and agent["status"] == "streaming"):
-                    agent["status"], agent["detail"] = event.status, event.detail
-        elif isinstance(event, TurnRetryRequested):
-            row = self._rows.get(event.message_id)
-            if row is not None:
-                self._upsert({**row, "status": "queued"})
-            agent = self._agent(event.participant_id)
-            if agent:
-                agent["status"], agent["error"] = "queued", ""
-        elif isinstance(event, DiscussionPaused):
-            self.status = "paused"
-            self.pause_reason = event.reason
-            self.streams = []
-            live._clear()
-        elif isinstance(event, TurnStarted):
-            agent = self._agent(event.participant_id)
-            if agent:
-                # How long it has run already (a replay after a reconnect, a viewer joining mid-turn); the page's
-                # clock counts on from there, so the server never sends a tick per second.
-                ran = int((utcnow() - event.at).total_seconds()) if event.at else 0
-                agent["status"], agent["error"], agent["detail"] = "thinking", "", ""
-                agent["elapsed"], agent["turn"] = max(0, ran), event.seq
-            self.streams = [s for s in self.streams if s["author"] != event.author_name] + [
-                StreamRow(
-                    key=f"t{event.seq}",
-                    author=event.author_name,
-                    provider_label=_label(agent["provider"]) if agent else "",
-                    model=agent["model"] if agent else "",
-                    round=event.round,
-                    label=event.label,
-                )
-            ]
-        elif isinstance(event, TurnCompleted | TurnFailed):
-            key = f"t{event.start_seq}"
-            stream = next((s for s in self.streams if s["key"] == key), None)
-            self.streams = [s for s in self.streams if s["key"] != key]
-            live._finish(key)
-            agent = self._agent(event.participant_id)
-            row = MessageRow(
-                id=event.message_id,
-                author=stream["author"] if stream else (agent["name"] if agent else "?"),
-                kind="agent",
-                provider_label=_label(agent["provider"]) if agent else "",
-                model=agent["model"] if agent else "",
-                round=stream["round"] if stream else 0,
-                content="",
-                status="complete",
-                error="",
-                meta="",
-                label=stream["label"] if stream else "",
-                stream="",
-                skip=0,
-            )
-            if isinstance(event, TurnCompleted):
-                row["content"] = event.content
-                approx = "≈" if event.tokens_estimated else ""
-                cached = f" ({event.cached_tokens} cached)" if event.cached_tokens else ""
-                row["meta"] = (
-                    f"{approx}{event.input_tokens} in{cached} / {approx}{event.output_tokens} out tokens"
-                    f"{' (estimated: the server sent no usage)' if approx else ''} · {event.latency_ms / 1000:.1f}s"
-                    f" · {_money(event.cost_usd)}"
-                )
-                if agent:
-                    agent["status"], agent["detail"] = "done", ""
-                    agent["tokens"] += event.input_tokens + event.output_tokens
-                    self._cost[agent["id"]] = self._cost.get(agent["id"], 0.0) + event.cost_usd
-                    agent["cost"] = _money(self._cost[agent["id"]])
-                    agent["latency"] = f"{event.latency_ms / 1000:.1f}s"
-                self.total_tokens += event.input_tokens + event.output_tokens
-                self.total_cost = _money(sum(self._cost.values()))
+        result.view.humans = room_view.presence(
+            result.view.humans,
+            me=self._me,
+            seen=self._seen,
+            typing=set(self._typing),
+            now=time.time(),
+            online_for=presence.ONLINE_FOR_S,
+        )
+        self._store(result.view)
+        live = await self.get_state(LiveState)
+        for op, key in result.live:
+            if op == "finish":
+                live._finish(key)
             else:
-                row["content"] = event.partial_content
-                row["status"] = "failed"
-                row["error"] = f"{event.error_kind}: {event.error_message}"
-                if event.input_tokens or event.output_tokens:  # billed before it broke
-                    row["meta"] = (
-                        f"≈{event.input_tokens} in / ≈{event.output_tokens} out tokens (estimated: the call broke)"
-                        f" · {_money(event.cost_usd)}"
-                    )
-                if agent:
-                    agent["status"], agent["detail"] = "failed", ""
-                    agent["error"] = event.error_message
-                    agent["tokens"] += event.input_tokens + event.output_tokens
-                    self._cost[agent["id"]] = self._cost.get(agent["id"], 0.0) + event.cost_usd
-                    agent["cost"] = _money(self._cost[agent["id"]])
-                self.total_tokens += event.input_tokens + event.output_tokens
-                self.total_cost = _money(sum(self._cost.values()))
-            shown = (streamed or {}).get(event.start_seq, 0) if self.verbosity == "tokens" else 0
-            self._upsert(row, streamed=(key, shown) if stream else None)
-        elif isinstance(event, CallRecorded):  # consensus, a ballot, the synthesis, a summary: it costs too
-            agent = self._agent(event.participant_id) if event.participant_id else None
-            tokens = event.input_tokens + event.output_tokens
-            if agent:
-                agent["tokens"] += tokens
-                self._cost[agent["id"]] = self._cost.get(agent["id"], 0.0) + event.cost_usd
-                agent["cost"] = _money(self._cost[agent["id"]])
-            self.total_tokens += tokens
-            self.total_cost = _money(sum(self._cost.values()))
-        elif isinstance(event, StepReport):
-            if event.failed or event.warning:
-                failures = "\n".join(f"- **{f['participant']}**: {f['error']}" for f in event.failed)
-                self._upsert(
-                    MessageRow(
-                        id=-event.seq,
-                        author=f"Maestro · {event.step}",
-                        kind="report",
-                        provider_label="",
-                        model="",
-                        round=0,
-                        content=f"{event.warning or ''}\n\n{failures}".strip(),
-                        status="complete",
-                        error="",
-                        meta=f"{len(event.succeeded)} of {len(event.succeeded) + len(event.failed)} agents answered",
-                        label="",
-                        stream="",
-                        skip=0,
-                    )
-                )
-        elif isinstance(event, ContextSummarised):
-            self._upsert(
-                MessageRow(
-                    id=-event.seq,  # not a message: keyed by its event so it never collides with one
-                    author=f"Earlier turns summarised for {event.author_name}",
-                    kind="summary",
-                    provider_label="",
-                    model="",
-                    round=0,
-                    content=event.summary,
-                    status="complete",
-                    error="",
-                    meta=f"{event.covered} messages no longer fitted {event.author_name}'s context window",
-                    label="",
-                    stream="",
-                    skip=0,
-                )
-            )
-        elif isinstance(event, MemberChanged):
-            row = HumanRow(
-                id=event.participant_id,
-                name=event.name,
-                username=event.username,
-                role=event.role,
-                role_label=ROLE_LABELS[Role(event.role)] if event.role in Role._value2member_map_ else "",
-                owner=event.is_owner,
-                online=event.participant_id == self._me,
-                typing=False,
-            )
-            others = [h for h in self.humans if h["id"] != event.participant_id]
-            self.humans = [*others, row]
-            if event.participant_id == self._me and event.role != self.my_role:
-                self.my_role, self.my_role_label = event.role, row["role_label"]
-                self.can_message = Permission.MESSAGE in permissions(event.role, is_owner=self.is_owner)
-                self.can_vote = Permission.VOTE in permissions(event.role)
-                self.can_approve = Permission.APPROVE in permissions(event.role)
-                self.prompts = [{**p, "mine": self._targets_me(p)} for p in self.prompts]  # type: ignore[misc]
-        elif isinstance(event, HumanInputRequested):
-            row = PromptRow(
-                id=event.prompt_id,
-                kind=event.kind,
-                prompt=event.prompt,
-                options=event.options,
-                targets=event.targets_label,
-                deadline=event.deadline_at.isoformat(),
-                default=event.default_answer,
-                blocking=event.blocking,
-                status="open",
-                answer="",
-                answered_by="",
-                mine=False,
-            )
-            self._prompt_roles[event.prompt_id] = (event.target_roles, event.target_users)
-            row["mine"] = self._targets_me(row)
-            self.prompts = [*[p for p in self.prompts if p["id"] != event.prompt_id], row]
-        elif isinstance(event, HumanInputAnswered):
-            for prompt in self.prompts:
-                if prompt["id"] == event.prompt_id:
-                    prompt["status"] = "expired" if event.defaulted else "answered"
-                    prompt["answer"], prompt["answered_by"] = event.answer, event.answered_by
-                    self._upsert(
-                        MessageRow(
-                            id=-event.seq,
-                            author=event.answered_by if not event.defaulted else "Maestro",
-                            kind="answer",
-                            provider_label="",
-                            model="",
-                            round=0,
-                            content=event.answer,
-                            status="complete",
-                            error="",
-                            meta=(
-                                f"default applied: nobody answered “{prompt['prompt']}” in time"
-                                if event.defaulted
-                                else f"answered “{prompt['prompt']}”"
-                            ),
-                            label="",
-                            stream="",
-                            skip=0,
-                        )
-                    )
-        elif isinstance(event, HumanMessagePosted):
-            self._upsert(
-                MessageRow(
-                    id=event.message_id,
-                    author=event.author_name,
-                    kind="human",
-                    provider_label="",
-                    model="",
-                    round=0,
-                    content=event.content,
-                    status="complete",
-                    error="",
-                    meta="",
-                    label="",
-                    stream="",
-                    skip=0,
-                )
-            )
-        elif isinstance(event, DiscussionFinished):
-            self.status = event.status
-            self.streams = []
-            live._clear()
-            for agent in self.agents:
-                if agent["status"] in ("queued", "thinking", "streaming", "slow", "retrying"):
-                    agent["status"] = "idle"
+                live._clear()
+        if result.deliberation:
+            (await self.get_state(DeliberationState))._apply_all(result.deliberation)
+        for row_id, row in result.sent.items():
+            self._row_gen[row_id] = self._tx_gen + 1  # the delta that will carry it
+            self._changed[row_id] = row
+        self._send_changed_rows()
+        if tokens_shown:
+            for start_seq, (start, text) in batch.deltas.items():
+                live._put(f"t{start_seq}", start, text)
 
-    _prompt_roles: dict[int, tuple[list[str], list[str]]] = {}
+    def _view(self) -> RoomView:
+        """The projected part of this state, as plain data (not Reflex's tracking proxies)."""
+        return RoomView(**{name: self.get_value(var) for name, var in _VIEW_VARS.items()})
 
-    def _targets_me(self, row: PromptRow) -> bool:
-        roles, users = self._prompt_roles.get(row["id"], ([], []))
-        me = next((h for h in self.humans if h["id"] == self._me), None)
-        return prompt_targets_me(roles, users, self.my_role, me["username"] if me else "")
-
-    def _upsert(self, row: MessageRow, *, streamed: tuple[str, int] | None = None) -> None:
-        """Add or replace a row; `streamed` = (stream key, characters of it this page already shows)."""
-        self._rows[row["id"]] = row
-        self._row_gen[row["id"]] = self._tx_gen + 1  # the delta that will carry it
-        if streamed and streamed[1] > 0:
-            key, skip = streamed
-            row = {**row, "content": row["content"][skip:], "stream": key, "skip": skip}  # type: ignore[typeddict-item]
-        self._changed[row["id"]] = row
+    def _store(self, view: RoomView) -> None:
+        """Keep a projected view; only the vars that changed are written (each write resends the whole var)."""
+        for name, var in _VIEW_VARS.items():
+            value = getattr(view, name)
+            if value != self.get_value(var):
+                setattr(self, var, value)
 
     def _send_changed_rows(self) -> None:
         """Send the rows changed since the last delta, if any (one delta per batch of events)."""
@@ -760,262 +398,8 @@ class RoomState(rx.State):
         rows = [row for rid, row in self._rows.items() if self._row_gen.get(rid, 0) > since]
         self.tx = {"room": self._did, "gen": self._tx_gen, "resend": True, "rows": rows}
 
-    # --- actions ---------------------------------------------------------------------------------------
-
-    @rx.event
-    async def run_agents(self):
-        """Start (or resume) the discussion on the server; it keeps going if this tab closes."""
-        self.notice = ""
-        try:  # the service checks the role and the preflight checklist, whatever this page shows
-            problem = await room.run_agents(self._did, await self._actor())
-        except NotFound:
-            self.found = False
-            return
-        except Forbidden as err:
-            self.notice = str(err)
-            return
-        except preflight.NotReady as err:
-            self.notice = "Finish the preflight checklist first: every required item must pass."
-            self.checks = [_check_row(i) for i in err.result.items]
-            self.check_score, self.check_ready = err.result.score, err.result.ready
-            return
-        if problem:
-            self.notice = problem
-
     @rx.event
     def set_verbosity(self, value: str):
         """Follow every token, finished messages only, or syntheses only (this tab only)."""
         if value in ("tokens", "messages", "syntheses"):
             self.verbosity = value
-
-    @rx.event
-    async def stop_agents(self):
-        """Stop the agents after the turn in flight (owner only); Run Agents continues later."""
-        self.notice = ""
-        try:
-            await room.stop(discussion_id=self._did, actor=await self._actor())
-        except (InputError, Forbidden, NotFound) as err:
-            self.notice = str(err)
-
-    @rx.event
-    async def retry_message(self, message_id: int):
-        """Run one failed agent turn again, alone."""
-        self.notice = ""
-        try:
-            await room.retry_turn(discussion_id=self._did, message_id=message_id, actor=await self._actor())
-        except (InputError, NotFound, Forbidden) as err:
-            self.notice = str(err)
-
-    @rx.event
-    async def save_budget(self, form: dict):
-        """Set the token and cost budgets (empty = no limit)."""
-        self.notice = ""
-        try:
-            tokens = int(form["budget_tokens"]) if str(form.get("budget_tokens", "")).strip() else None
-            usd = float(form["budget_usd"]) if str(form.get("budget_usd", "")).strip() else None
-        except ValueError:
-            self.notice = "Budgets must be numbers: tokens as a whole number, cost in dollars."
-            return
-        try:
-            await room.set_budget(
-                discussion_id=self._did, actor=await self._actor(), budget_tokens=tokens, budget_usd=usd
-            )
-        except Forbidden as err:
-            self.notice = str(err)
-            return
-        except InputError as err:
-            self.notice = "; ".join(err.errors.values())
-            return
-        self.budget_tokens = str(tokens or "")
-        self.budget_usd = f"{usd:g}" if usd else ""
-        return RoomState.run_checks(False)
-
-    async def _actor(self):
-        """Who is acting: resolved from this browser's session token on the server, for every action."""
-        return await (await self.get_state(AuthState)).current_user()
-
-    @rx.event
-    async def set_draft(self, value: str):
-        """Keep the composer's text, and tell the room (at most every 2 s) that this person is typing."""
-        self.draft = value
-        if not self._draft_key:
-            self._draft_key = uuid.uuid4().hex
-        if self._me and self.can_message and value and time.monotonic() - self._typed_at > TYPING_SIGNAL_EVERY_S:
-            self._typed_at = time.monotonic()
-            if await self._actor() is None:
-                return  # a tab whose session ended tells the room nothing
-            me = next((h["name"] for h in self.humans if h["id"] == self._me), "")
-            await room.typing(discussion_id=self._did, participant_id=self._me, name=me)
-
-    @rx.event
-    async def answer_prompt(self, prompt_id: int, value: str):
-        """Answer a prompt routed to me; a second click while the first is in flight sends nothing."""
-        if self.answering:
-            return
-        self.answering, self.notice = True, ""
-        yield
-        try:
-            await room.answer_prompt(
-                discussion_id=self._did,
-                prompt_id=int(prompt_id),
-                actor=await self._actor(),
-                value=str(value)[:5000],
-                client_id=_answer_key(int(prompt_id), self._me, str(value)[:5000]),
-            )
-        except (InputError, NotFound, Forbidden) as err:
-            self.notice = str(err)
-        finally:
-            self.answering = False
-
-    @rx.event
-    async def answer_text(self, form: dict):
-        """A free-text answer (feedback, clarification) from the prompt card's form."""
-        async for update in self.answer_prompt(int(form.get("prompt_id", 0)), str(form.get("answer", ""))):
-            yield update
-
-    @rx.event
-    async def invite(self, form: dict):
-        """The owner adds a person by username with a role."""
-        self.people_notice = ""
-        try:
-            weight = float(form["weight"]) if str(form.get("weight") or "").strip() else None
-        except ValueError:
-            self.people_notice = "A vote weight is a number, e.g. 2."
-            return
-        try:
-            await room.invite(
-                discussion_id=self._did,
-                actor=await self._actor(),
-                username=str(form.get("username", "")),
-                role=str(form.get("role", "contributor")),
-                weight=weight,
-            )
-            self.people_notice = f"Added @{str(form.get('username', '')).strip().lstrip('@').lower()}."
-        except (InputError, Forbidden, NotFound) as err:
-            self.people_notice = str(err)
-
-    @rx.event
-    async def ask_room(self, form: dict):
-        """The owner asks the room a typed question (a blocking one holds the agents until answered)."""
-        self.people_notice = ""
-        kind = str(form.get("kind", "choice"))
-        try:
-            minutes = float(form.get("minutes") or 5)
-        except ValueError:
-            self.people_notice = "The time to answer must be a number of minutes."
-            return
-        options = [o.strip() for o in str(form.get("options", "")).split(",") if o.strip()]
-        try:
-            await room.ask(
-                discussion_id=self._did,
-                actor=await self._actor(),
-                kind=kind,
-                prompt=str(form.get("prompt", "")),
-                options=options,
-                **_ask_targets(str(form.get("to", "decision_maker"))),
-                deadline_s=minutes * 60,
-                default=options[0] if options and kind == "choice" else "",
-                blocking=bool(form.get("blocking")),
-            )
-        except (InputError, Forbidden, NotFound) as err:
-            self.people_notice = str(err)
-
-    @rx.event
-    async def post(self, _form: dict):
-        """Post the composer's text; a second click while the first is in flight posts nothing."""
-        if self.posting or not self.draft.strip():
-            return
-        self.posting = True
-        self.notice = ""
-        text = self.draft
-        # The same text sent again under this draft (a click repeated after a lost reply) is one message; an
-        # edited text is a new one.
-        client_id = f"{self._draft_key or uuid.uuid4().hex}:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
-        yield
-        try:
-            await room.post_message(
-                discussion_id=self._did, actor=await self._actor(), content=text, client_id=client_id
-            )
-            self.draft, self._draft_key = "", ""
-        except InputError as err:
-            self.notice = "; ".join(err.errors.values())
-        except (Forbidden, NotFound) as err:
-            self.notice = str(err)
-        finally:
-            self.posting = False
-
-    # --- join links (the owner's) ------------------------------------------------------------------------------
-
-    @rx.event
-    async def make_join_link(self, form: dict):
-        """The owner makes a join link: a role that does not decide, how long it lasts, how many people it lets in."""
-        self.people_notice = ""
-        try:
-            hours = float(form.get("hours") or 168)
-            uses = int(str(form["uses"])) if str(form.get("uses") or "").strip() else None
-        except ValueError:
-            self.people_notice = "Choose how long the link lasts and how many people it lets in from the lists."
-            return
-        actor = await self._actor()
-        try:
-            token = await run_db(
-                membership.create_join_link,
-                self._did,
-                actor,
-                str(form.get("role", "contributor")),
-                expires_in_days=hours / 24,
-                max_uses=uses,
-            )
-        except (InputError, Forbidden, NotFound) as err:
-            self.people_notice = str(err)
-            return
-        self.join_link = f"{self.router.url.origin}{routes.join(token)}"
-        await self._refresh_join_links(actor)
-
-    @rx.event
-    async def load_join_links(self):
-        """Show the owner the room's links that still let someone in."""
-        await self._refresh_join_links(await self._actor())
-
-    @rx.event
-    async def revoke_join_link(self, link_id: int):
-        """The owner stops a join link letting anyone else in."""
-        self.people_notice = ""
-        actor = await self._actor()
-        try:
-            await run_db(membership.revoke_join_link, self._did, int(link_id), actor)
-        except (InputError, Forbidden, NotFound, ValueError) as err:
-            self.people_notice = str(err)
-            return
-        self.people_notice = "The link is revoked: it lets nobody else in."
-        await self._refresh_join_links(actor)
-
-    async def _refresh_join_links(self, actor) -> None:
-        if not self._did:
-            self.join_links = []
-            return
-        try:
-            links = await run_db(membership.list_join_links, self._did, actor)
-        except (Forbidden, NotFound):
-            self.join_links = []
-            return
-        self.join_links = [
-            JoinLinkRow(
-                id=link.id,
-                role_label=ROLE_LABELS[Role(link.role)] if link.role in Role._value2member_map_ else link.role,
-                uses=f"{link.uses} of {link.max_uses} used" if link.max_uses is not None else f"{link.uses} used",
-                expires=_expires_in(link.expires_at),
-            )
-            for link in links
-            if link.active
-        ]
-
-
-def _expires_in(at) -> str:
-    """'expires in 6 d' / '5 h' / '40 min': how long a join link has left, as the owner reads it."""
-    left = (at - utcnow()).total_seconds()
-    if left >= 86400:
-        return f"expires in {round(left / 86400)} d"
-    if left >= 3600:
-        return f"expires in {round(left / 3600)} h"
-    return f"expires in {max(1, round(left / 60))} min"

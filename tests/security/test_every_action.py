@@ -35,12 +35,12 @@ from sqlalchemy import MetaData
 from sqlmodel import func, select
 from starlette.routing import Route
 
-from backend.api import api_routes
+from backend.api import api_app, listed_routes
 from backend.config import get_settings
 from backend.db import get_engine, reset_engine, session_scope
-from backend.deliberation import decisions, polls
+from backend.deliberation import decisions
 from backend.events.bus import InProcessBus, set_bus
-from backend.humans import accounts, instance, membership, prompts, signup_invites
+from backend.humans import accounts, instance, membership, polls, prompts, signup_invites
 from backend.models import AuditEntry, Discussion, Message, Participant
 from backend.orchestrator.runner import Runner, set_runner
 from backend.services.discussions import AgentSpec, create_discussion
@@ -55,6 +55,7 @@ AGENTS = [
 ]
 PAGE_OF = {  # the page each state class belongs to (its on_load events run before the handler)
     "RoomState": "room/[discussion_id]",
+    "RoomActions": "room/[discussion_id]",
     "DeliberationState": "room/[discussion_id]",
     "LiveState": "room/[discussion_id]",
     "AuditState": "room/[discussion_id]/audit",
@@ -281,36 +282,36 @@ HANDLERS: dict[str, Act] = {
     "RoomState.resync": Act(args=lambda w: ("t1", 0), why=PAGE_ONLY),
     "RoomState.resend_transcript": Act(args=lambda w: (0,), why=PAGE_ONLY),
     "RoomState.set_verbosity": Act(args=lambda w: ("messages",), why=PAGE_ONLY),
-    "RoomState.run_agents": Act(under="olive", prep=_room_ready, why="the owner's run starts the engine"),
-    "RoomState.stop_agents": Act(under="olive", prep=_room_ready, why="only a running discussion stops"),
-    "RoomState.retry_message": Act(
+    "RoomActions.run_agents": Act(under="olive", prep=_room_ready, why="the owner's run starts the engine"),
+    "RoomActions.stop_agents": Act(under="olive", prep=_room_ready, why="only a running discussion stops"),
+    "RoomActions.retry_message": Act(
         args=lambda w: (w.failed_message_id,),
         under="olive",
         prep=_room_ready,
         why="the owner's retry starts the engine",
     ),
-    "RoomState.save_budget": Act(
+    "RoomActions.save_budget": Act(
         args=lambda w: ({"budget_tokens": "5000", "budget_usd": "0.5"},), under="olive", control=True
     ),
-    "RoomState.set_draft": Act(args=lambda w: ("hello",), under="olive", why="typing is not stored"),
-    "RoomState.answer_prompt": Act(args=lambda w: (w.prompt_id, "A"), under="olive", control=True),
-    "RoomState.answer_text": Act(
+    "RoomActions.set_draft": Act(args=lambda w: ("hello",), under="olive", why="typing is not stored"),
+    "RoomActions.answer_prompt": Act(args=lambda w: (w.prompt_id, "A"), under="olive", control=True),
+    "RoomActions.answer_text": Act(
         args=lambda w: ({"prompt_id": w.prompt_id, "answer": "B"},), under="olive", control=True
     ),
-    "RoomState.invite": Act(
+    "RoomActions.invite": Act(
         args=lambda w: ({"username": "mallory", "role": "contributor"},), under="olive", control=True
     ),
-    "RoomState.ask_room": Act(
+    "RoomActions.ask_room": Act(
         args=lambda w: ({"kind": "choice", "prompt": "Ship?", "options": "Yes, No", "to": "must_approve"},),
         under="olive",
         control=True,
     ),
-    "RoomState.post": Act(args=lambda w: ({},), under="olive", prep=_room_ready, control=True),
-    "RoomState.make_join_link": Act(
+    "RoomActions.post": Act(args=lambda w: ({},), under="olive", prep=_room_ready, control=True),
+    "RoomActions.make_join_link": Act(
         args=lambda w: ({"role": "contributor", "hours": "24", "uses": "2"},), under="olive", control=True
     ),
-    "RoomState.load_join_links": Act(under="olive", why="reads the owner's links"),
-    "RoomState.revoke_join_link": Act(args=lambda w: (w.link_id,), under="olive", control=True),
+    "RoomActions.load_join_links": Act(under="olive", why="reads the owner's links"),
+    "RoomActions.revoke_join_link": Act(args=lambda w: (w.link_id,), under="olive", control=True),
     # The room's deliberation panel.
     "DeliberationState.move": Act(args=lambda w: (0, 1), why=PAGE_ONLY),
     "DeliberationState.drop": Act(args=lambda w: (0, 1), why=PAGE_ONLY),
@@ -610,6 +611,15 @@ def _room(w: World, rest: str = "") -> str:
 
 
 ROUTES: dict[str, Call] = {
+    "GET /api/openapi.json": Call(
+        lambda w: "/api/openapi.json", under=(), refused=(200,), why="the schema is public: it holds no one's data"
+    ),
+    "GET /api/docs": Call(
+        lambda w: "/api/docs", under=(), refused=(200,), why="the docs page is public, as the schema"
+    ),
+    "GET /api/docs/assets/{name:str}": Call(
+        lambda w: "/api/docs/assets/swagger-ui.css", under=(), refused=(200,), why="the docs page's own files"
+    ),
     "GET /metrics": Call(
         lambda w: "/metrics", under=("mallory",), why="the operator's, behind MAESTRO_METRICS_TOKEN (set here)"
     ),
@@ -681,7 +691,7 @@ ROUTES: dict[str, Call] = {
 def all_routes() -> set[str]:
     return {
         f"{method} {route.path}"
-        for route in api_routes()
+        for route in listed_routes(api_app())
         if isinstance(route, Route)
         for method in sorted(route.methods or ())
         if method != "HEAD"
