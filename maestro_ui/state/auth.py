@@ -87,7 +87,7 @@ class AuthState(rx.State):
         self.auth_error, self.busy = "", True
         yield
         try:
-            user, token = await accounts.run_auth(
+            _, token = await accounts.run_auth(
                 accounts.log_in,
                 str(form.get("username", "")),
                 str(form.get("password", "")),
@@ -99,15 +99,14 @@ class AuthState(rx.State):
             return
         finally:
             self.busy = False
-        self.username, self.display_name = user.username, user.display_name
-        yield hop
+        yield hop  # signed in once the hop lands: the page that loads then reads the new cookie
 
     @rx.event
     async def sign_up(self, form: dict):
         self.auth_error, self.busy = "", True
         yield
         try:
-            user, token = await accounts.run_auth(
+            _, token = await accounts.run_auth(
                 accounts.sign_up,
                 str(form.get("username", "")),
                 str(form.get("password", "")),
@@ -121,8 +120,7 @@ class AuthState(rx.State):
             return
         finally:
             self.busy = False
-        self.username, self.display_name = user.username, user.display_name
-        yield hop
+        yield hop  # signed in once the hop lands: the page that loads then reads the new cookie
 
     @rx.event
     async def log_out(self):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from playwright.sync_api import BrowserContext, Page, expect
 
 ROOM_URL = re.compile(r"/room/(\d+)/?$")
+HOME_URL = re.compile(r"^https?://[^/]+/$")  # the discussions list itself (not "/signup/", which also ends in "/")
 TURN_TIMEOUT_MS = 240_000  # one offline turn on a loaded two-core box can take ~40 s; leave lots of room
 
 
@@ -109,7 +110,8 @@ def sign_up(ctx: BrowserContext, username: str, name: str) -> None:
     fill(page, page.locator("#auth-display_name"), name)
     fill(page, page.locator("#auth-password"), "correct horse battery")
     page.click("#auth-submit")
-    page.wait_for_url(re.compile(r"/$"))
+    page.wait_for_url(HOME_URL)  # the full-page hop that set the HttpOnly session cookie has landed
+    page.wait_for_load_state()
     expect(page.locator("#me")).to_contain_text(username)  # signed in: the session cookie is stored
     wait_for(lambda: any(c["name"] == "maestro_session" for c in ctx.cookies()), 10, "the session cookie")
     page.close()

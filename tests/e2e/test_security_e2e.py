@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import E2E_ADMIN
-from tests.e2e.helpers import fill
+from tests.e2e.helpers import HOME_URL, fill
 
 pytestmark = pytest.mark.e2e
 EVIL = "http://evil.example"
@@ -81,7 +81,7 @@ def test_the_admin_makes_sign_up_invite_only_and_hands_out_a_link(new_context):
         fill(invited, invited.locator("#auth-username"), name)
         fill(invited, invited.locator("#auth-password"), "correct horse battery")
         invited.click("#auth-submit")
-        invited.wait_for_url(re.compile(r"/$"))
+        invited.wait_for_url(HOME_URL)
         expect(invited.locator("#me")).to_contain_text(name)
         expect(admin.locator(".signup-link-row").first).to_contain_text("Pat")
     finally:  # the other browser tests sign people up freely
