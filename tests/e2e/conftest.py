@@ -229,7 +229,7 @@ def new_context(browser, app_url, console_errors, request, tmp_path) -> Iterator
         contexts.append(ctx)
         if signed_in:
             handle = username or f"{(name or 'person').split()[0].lower()}-{uuid.uuid4().hex[:8]}"
-            sign_up(ctx, handle, name or f"Person {label}")
+            sign_up(ctx, handle, name or f"Person {label}", existing=username is not None)
         return ctx
 
     yield make
