@@ -60,8 +60,12 @@ def account_page() -> rx.Component:
                 rx.form(
                     rx.vstack(
                         rx.heading("Change password", size="4"),
-                        rx.input(name="current_password", type="password", placeholder="current password"),
-                        rx.input(name="new_password", type="password", placeholder="new password (8 or more)"),
+                        rx.input(
+                            name="current_password", type="password", placeholder="current password", width="100%"
+                        ),
+                        rx.input(
+                            name="new_password", type="password", placeholder="new password (8 or more)", width="100%"
+                        ),
                         rx.button("Change password", type="submit", id="change-password"),
                         spacing="2",
                         width="100%",
