@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Query
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, Field
 from starlette.responses import JSONResponse
 
 from backend.db import run_db
@@ -53,7 +53,8 @@ def _blank_is_none(value: Any) -> Any:
     return None if value == "" else value  # `?limit=` with nothing after it means no limit given, as before
 
 
-Seq = Annotated[int | None, BeforeValidator(_blank_is_none), Query(ge=0, le=MAX_ID)]
+# The bounds sit on the int itself: on the optional whole, pydantic would compare a blank (None) with them (a 500).
+Seq = Annotated[Annotated[int, Field(ge=0, le=MAX_ID)] | None, BeforeValidator(_blank_is_none), Query()]
 Limit = Annotated[int, BeforeValidator(lambda v: transcript.DEFAULT_LIMIT if v == "" else v)]
 
 
