@@ -12,7 +12,6 @@ taking every thread the database calls use.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import re
 import secrets
@@ -31,7 +30,7 @@ from sqlmodel import select
 from backend import clock
 from backend.db import session_scope
 from backend.errors import Forbidden, InputError, TooManyAttempts
-from backend.humans import audit, rate_limits, sign_in_limit, signup_invites
+from backend.humans import audit, rate_limits, sign_in_limit, signup_invites, tokens
 from backend.humans.instance import read_policy
 from backend.models import AuthSession, User
 from backend.models.base import as_utc
@@ -49,10 +48,6 @@ _hasher = PasswordHasher()
 _auth_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
 # Verifying against this when the username is unknown keeps both paths equally slow (no user enumeration).
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 async def run_auth(fn: Callable[..., T], *args, **kwargs) -> T:
@@ -141,12 +136,12 @@ def log_in(username: str, password: str, *, address: str | None = None) -> tuple
     return user, _new_session(user)
 
 
-def _new_session(user: User, *, grant: bool = False) -> str:
-    """A new session token, or with `grant` a one-time grant the browser swaps for one (`redeem`)."""
+def _new_session(user: User) -> str:
+    """A new session token (a web form then swaps it for a one-time grant: `grant_for`)."""
     token = secrets.token_urlsafe(32)
-    lasts = timedelta(seconds=GRANT_SECONDS) if grant else timedelta(days=SESSION_DAYS)
+    expires = clock.now() + timedelta(days=SESSION_DAYS)
     with session_scope() as s:
-        s.add(AuthSession(token_hash=_digest(token), user_id=user.id, expires_at=clock.now() + lasts, pending=grant))
+        s.add(AuthSession(token_hash=tokens.digest(token), user_id=user.id, expires_at=expires))
     return token
 
 
@@ -155,10 +150,10 @@ def grant_for(token: str) -> str:
     the session reaches the browser only in an HttpOnly cookie, never through page script."""
     grant = secrets.token_urlsafe(32)
     with session_scope() as s:
-        row = s.exec(select(AuthSession).where(AuthSession.token_hash == _digest(token))).first()
+        row = s.exec(select(AuthSession).where(AuthSession.token_hash == tokens.digest(token))).first()
         if row is None:
             raise Forbidden("Sign in first.")
-        row.token_hash, row.pending = _digest(grant), True
+        row.token_hash, row.pending = tokens.digest(grant), True
         row.expires_at = clock.now() + timedelta(seconds=GRANT_SECONDS)
         s.add(row)
     return grant
@@ -170,7 +165,7 @@ def redeem(grant: str | None) -> str | None:
         return None
     with session_scope() as s:
         row = s.exec(
-            select(AuthSession).where(AuthSession.token_hash == _digest(grant), AuthSession.pending == True)  # noqa: E712
+            select(AuthSession).where(AuthSession.token_hash == tokens.digest(grant), AuthSession.pending == True)  # noqa: E712
         ).first()
         if row is None:
             return None
@@ -186,7 +181,7 @@ def resolve(token: str | None) -> User | None:
     if not token or len(token) > 200:
         return None
     with session_scope() as s:
-        row = s.exec(select(AuthSession).where(AuthSession.token_hash == _digest(token))).first()
+        row = s.exec(select(AuthSession).where(AuthSession.token_hash == tokens.digest(token))).first()
         if row is None or row.pending or as_utc(row.expires_at) <= clock.now():
             return None
         return s.get(User, row.user_id)
@@ -196,7 +191,7 @@ def log_out(token: str | None) -> None:
     """End the session this token names."""
     if token:
         with session_scope() as s:
-            s.execute(delete(AuthSession).where(AuthSession.token_hash == _digest(token)))  # type: ignore[arg-type]
+            s.execute(delete(AuthSession).where(AuthSession.token_hash == tokens.digest(token)))  # type: ignore[arg-type]
 
 
 def log_out_everywhere(user: User | None) -> int:

@@ -6,7 +6,6 @@ from the session token), never from a role or participant id a browser sent.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import secrets
@@ -22,7 +21,7 @@ from backend.db import session_scope
 from backend.errors import Forbidden, InputError, NotFound
 from backend.events.log import append_event
 from backend.events.schema import MemberChanged
-from backend.humans import audit, rate_limits
+from backend.humans import audit, rate_limits, tokens
 from backend.humans.roles import ROLE_LABELS, Permission, Role, parse_role, permissions, refusal
 from backend.models import Discussion, DiscussionStatus, Invite, Participant, ParticipantKind, Poll, PollStatus, User
 from backend.models.base import as_utc
@@ -194,11 +193,6 @@ def invite(
         return participant, append_event(s, _event(participant, invitee))  # type: ignore[return-value]
 
 
-def _digest(token: str) -> str:
-    """What is stored of a join link's token: its SHA-256, so a copy of the database lets nobody in."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 @dataclass(frozen=True, slots=True)
 class JoinLink:
     """What the owner sees of a join link: never its token, which only the person who made it was shown."""
@@ -279,7 +273,7 @@ def create_join_link(
         assert actor is not None and actor.id is not None
         link = Invite(
             discussion_id=discussion_id,
-            token_hash=_digest(token),
+            token_hash=tokens.digest(token),
             role=link_role,
             created_by=actor.id,
             expires_at=clock.now() + timedelta(days=days),
@@ -356,7 +350,7 @@ def join(token: str, user: User | None) -> tuple[Participant, MemberChanged | No
         raise Forbidden("Sign in first.")
     rate_limits.hit("join", user.id)  # guessing links is slow, whatever the account
     with session_scope() as s:
-        link = s.exec(select(Invite).where(Invite.token_hash == _digest(token[:200]))).first()
+        link = s.exec(select(Invite).where(Invite.token_hash == tokens.digest(token[:200]))).first()
         if link is None:
             raise NotFound("This join link is not valid: check that it was copied whole, or ask for a new one.")
         assert link.id is not None

@@ -36,11 +36,15 @@ LIMITS: dict[str, tuple[RateLimitItem, str]] = {
     "post": (parse("30/minute"), "messages"),
     "join": (parse("60/hour"), "join attempts"),
 }
-_counting = threading.Lock()  # the first callers would each make their own in-memory storage (see sign_in_limit)
+# Counts are taken one at a time in this process (a hit takes microseconds): on first use two threads would each
+# make their own limiter, and with it their own in-memory count (lru_cache does not stop that).
+counting = threading.Lock()
 
 
 @lru_cache
-def _limiter() -> strategies.MovingWindowRateLimiter:
+def limiter() -> strategies.MovingWindowRateLimiter:
+    """The one moving-window limiter of this process (its storage in Redis when REDIS_URL is set); failed sign-ins
+    per account (`sign_in_limit`) are counted in it too, under their own namespace."""
     return strategies.MovingWindowRateLimiter(storage.storage_from_string(get_settings().redis_url or "memory://"))
 
 
@@ -61,11 +65,11 @@ def hit(action: str, key: object) -> None:
     limit, what = _limit(action)
     name = str(key)[:_MAX_KEY]
     try:
-        with _counting:
-            limiter = _limiter()
-            if limiter.hit(limit, _NAMESPACE, action, name):
+        with counting:
+            shared = limiter()
+            if shared.hit(limit, _NAMESPACE, action, name):
                 return
-            reset_at = limiter.get_window_stats(limit, _NAMESPACE, action, name).reset_time
+            reset_at = shared.get_window_stats(limit, _NAMESPACE, action, name).reset_time
     except Exception:
         log.exception("the %s rate limit could not be checked; the action goes ahead", action)
         return
@@ -76,6 +80,6 @@ def hit(action: str, key: object) -> None:
 
 def reset() -> None:
     """Forget every count and the storage (tests)."""
-    if _limiter.cache_info().currsize:
-        _limiter().storage.reset()
-    _limiter.cache_clear()
+    if limiter.cache_info().currsize:
+        limiter().storage.reset()
+    limiter.cache_clear()

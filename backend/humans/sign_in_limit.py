@@ -2,10 +2,10 @@
 sign-in is refused until the oldest attempt leaves the window, even with the right password, so guessing a
 password online stays slow.
 
-Counted by the `limits` library in a moving window: in this process by default, in Redis when REDIS_URL is set
-(every worker then shares one count). An attempt is counted before its password is checked, in one atomic step,
-so parallel guesses cannot all slip in before the first failure is recorded; a successful sign-in clears the
-count. The cost: a stranger can lock an account out for WINDOW by failing on purpose; a person who is locked out
+Counted by the `limits` library in a moving window, in the limiter `rate_limits` keeps: in this process by
+default, in Redis when REDIS_URL is set (every worker then shares one count). An attempt is counted before its
+password is checked, in one atomic step, so parallel guesses cannot all slip in before the first failure is
+recorded; a successful sign-in clears the count. The cost: a stranger can lock an account out for WINDOW by failing on purpose; a person who is locked out
 is told how long. If the count cannot be reached (Redis down), sign-in goes on without it and the error is logged.
 """
 
@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
-from functools import lru_cache
 
-from limits import RateLimitItemPerMinute, storage, strategies
+from limits import RateLimitItemPerMinute
 
-from backend.config import get_settings
+from backend.humans import rate_limits
 
 log = logging.getLogger(__name__)
 MAX_FAILURES = 10
@@ -27,23 +25,14 @@ WINDOW_MINUTES = 15
 _MAX_KEY = 200
 _LIMIT = RateLimitItemPerMinute(MAX_FAILURES, WINDOW_MINUTES)
 _NAMESPACE = "sign-in"
-# Attempts in this process are counted one at a time (a hit takes microseconds): on first use two threads would
-# each make their own limiter, and with it their own in-memory count (lru_cache does not stop that).
-_counting = threading.Lock()
-
-
-@lru_cache
-def _limiter() -> strategies.MovingWindowRateLimiter:
-    url = get_settings().redis_url
-    return strategies.MovingWindowRateLimiter(storage.storage_from_string(url or "memory://"))
 
 
 def attempt(username: str) -> int:
     """Count a sign-in attempt for `username`: 0 when it may go ahead, else the seconds until one may."""
     key = username[:_MAX_KEY]
     try:
-        with _counting:
-            limiter = _limiter()  # made under the lock too: two first callers would each make their own storage
+        with rate_limits.counting:  # the shared limiter is made under the lock too (see rate_limits)
+            limiter = rate_limits.limiter()
             if limiter.hit(_LIMIT, _NAMESPACE, key):
                 return 0
             reset_at = limiter.get_window_stats(_LIMIT, _NAMESPACE, key).reset_time
@@ -56,13 +45,11 @@ def attempt(username: str) -> int:
 def succeeded(username: str) -> None:
     """The password was right: the attempts before it no longer count."""
     try:
-        _limiter().clear(_LIMIT, _NAMESPACE, username[:_MAX_KEY])
+        rate_limits.limiter().clear(_LIMIT, _NAMESPACE, username[:_MAX_KEY])
     except Exception:
         log.exception("the sign-in limit could not be cleared")
 
 
 def reset() -> None:
-    """Forget every count and the storage (tests switch REDIS_URL)."""
-    if _limiter.cache_info().currsize:
-        _limiter().storage.reset()
-    _limiter.cache_clear()
+    """Forget every count and the storage (tests switch REDIS_URL); the limiter is shared with `rate_limits`."""
+    rate_limits.reset()

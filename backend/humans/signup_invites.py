@@ -3,7 +3,6 @@ account before they expire. Only a SHA-256 of each link's token is stored; the a
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,17 +13,13 @@ from sqlmodel import Session, select
 from backend import clock
 from backend.db import session_scope
 from backend.errors import Forbidden, InputError, NotFound
-from backend.humans import audit
+from backend.humans import audit, tokens
 from backend.humans.instance import require_admin
 from backend.models import SignupInvite, User
 from backend.models.base import as_utc
 
 MAX_DAYS = 30
 MAX_USES = 100
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def create(actor: User | None, *, note: str = "", days: int = 7, max_uses: int = 1) -> str:
@@ -42,7 +37,7 @@ def create(actor: User | None, *, note: str = "", days: int = 7, max_uses: int =
         assert admin.id is not None
         s.add(
             SignupInvite(
-                token_hash=_digest(token),
+                token_hash=tokens.digest(token),
                 created_by=admin.id,
                 note=" ".join(note.split())[:120],
                 expires_at=clock.now() + timedelta(days=days),
@@ -57,7 +52,7 @@ def use(session: Session, token: str) -> None:
     """Use up one account of a sign-up link, in the sign-up's own transaction (refused when not valid)."""
     if not token:
         raise Forbidden("Sign-up on this server is by invitation: open the sign-up link the admin sent you.")
-    row = session.exec(select(SignupInvite).where(SignupInvite.token_hash == _digest(token[:200]))).first()
+    row = session.exec(select(SignupInvite).where(SignupInvite.token_hash == tokens.digest(token[:200]))).first()
     if row is None or row.revoked:
         raise Forbidden("This sign-up link is not valid (it may have been revoked). Ask the admin for a new one.")
     if as_utc(row.expires_at) <= clock.now():
