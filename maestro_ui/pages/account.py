@@ -32,7 +32,7 @@ class AccountState(rx.State):
                 str(form.get("current_password", "")),
                 str(form.get("new_password", "")),
             )
-            hop = await run_db(auth._hand_over, token)  # this browser stays signed in with a new session
+            hop = await auth._hand_over(token)  # this browser stays signed in with a new session
         except (InputError, Forbidden) as err:
             self.error, self.message = str(err), ""
             return

@@ -62,10 +62,10 @@ class AuthState(rx.State):
     def _next(self) -> str:
         return safe_next(self.router.url.query_parameters.get("next"), routes.INDEX)
 
-    def _hand_over(self, token: str):
+    async def _hand_over(self, token: str):
         """Send the browser (a full page load, not the app's own navigation) to swap a one-time grant for its
         HttpOnly session cookie, then on to where it was going."""
-        grant = accounts.grant_for(token)
+        grant = await run_db(accounts.grant_for, token)  # only the database step leaves the event loop
         url = f"/auth/session?grant={quote(grant)}&next={quote(self._next())}"
         return rx.call_script(f"window.location.assign({json.dumps(url)})")
 
@@ -93,7 +93,7 @@ class AuthState(rx.State):
                 str(form.get("password", "")),
                 address=self._client_address(),
             )
-            hop = await run_db(self._hand_over, token)
+            hop = await self._hand_over(token)
         except InputError as err:
             self.auth_error = "; ".join(err.errors.values())
             return
@@ -114,7 +114,7 @@ class AuthState(rx.State):
                 invite_token=str(self.router.url.query_parameters.get("invite", "")),
                 address=self._client_address(),
             )
-            hop = await run_db(self._hand_over, token)
+            hop = await self._hand_over(token)
         except (InputError, Forbidden) as err:
             self.auth_error = "; ".join(err.errors.values()) if isinstance(err, InputError) else str(err)
             return
