@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     rate_limits: str = Field(default="", alias="MAESTRO_RATE_LIMITS")
     # Live event streams (SSE) one person may hold open at once.
     max_streams_per_user: int = Field(default=8, gt=0, alias="MAESTRO_MAX_STREAMS_PER_USER")
+    # Deliberation memory (backend/memory): reuse a trusted result when the same question comes back in the same
+    # context. Off: every discussion runs fresh and nothing is remembered.
+    memory_enabled: bool = Field(default=True, alias="MAESTRO_MEMORY")
+    # How long a remembered result may be served, in days.
+    memory_ttl_days: float = Field(default=180.0, gt=0, alias="MAESTRO_MEMORY_TTL_DAYS")
 
 
 @lru_cache

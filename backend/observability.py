@@ -50,6 +50,8 @@ __all__ = [
     "model_label",
     "provider_label",
     "record_call",
+    "record_memory_lookup",
+    "record_memory_reuse",
     "render",
     "serve_metrics",
     "unbind_discussion",
@@ -118,6 +120,32 @@ ACTIVE_DISCUSSIONS = Gauge(
 CONNECTED_VIEWERS = Gauge(
     "maestro_connected_viewers",
     "Open room tabs following a discussion in this process.",
+    registry=REGISTRY,
+)
+MEMORY_LOOKUPS = Counter(
+    "maestro_memory_lookups_total",
+    "Memory lookups by result: hit (a remembered result matched), miss.",
+    ["result"],
+    registry=REGISTRY,
+)
+MEMORY_REFUSED = Counter(
+    "maestro_memory_near_misses_refused_total",
+    "Remembered questions close enough to match that the guard refused (a number, date, negation or name differs).",
+    registry=REGISTRY,
+)
+MEMORY_REUSES = Counter(
+    "maestro_memory_reuses_total",
+    "Discussions answered from memory instead of running the agents.",
+    registry=REGISTRY,
+)
+MEMORY_SAVED_TOKENS = Counter(
+    "maestro_memory_saved_tokens_total",
+    "Tokens the reused results had cost to reach.",
+    registry=REGISTRY,
+)
+MEMORY_SAVED_COST = Counter(
+    "maestro_memory_saved_usd_total",
+    "Estimated dollars the reused results had cost to reach.",
     registry=REGISTRY,
 )
 
@@ -255,6 +283,18 @@ def viewer_active() -> Iterator[None]:
         yield
     finally:
         viewer_disconnected()
+
+
+def record_memory_lookup(*, hit: bool, refused: int) -> None:
+    MEMORY_LOOKUPS.labels("hit" if hit else "miss").inc()
+    if refused:
+        MEMORY_REFUSED.inc(refused)
+
+
+def record_memory_reuse(*, tokens: int, cost_usd: float) -> None:
+    MEMORY_REUSES.inc()
+    MEMORY_SAVED_TOKENS.inc(_nonneg(tokens))
+    MEMORY_SAVED_COST.inc(_nonneg(cost_usd))
 
 
 def render(accept: str | None = None) -> tuple[bytes, str]:

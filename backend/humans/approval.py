@@ -19,6 +19,7 @@ from backend.humans import audit
 from backend.humans.membership import authorize
 from backend.humans.posts import append_post
 from backend.humans.roles import Permission
+from backend.memory import store as memory
 from backend.models import Decision, Discussion, DiscussionStatus, Message, SignOff, SignOffOutcome, User
 from backend.models.base import utcnow
 
@@ -139,8 +140,12 @@ def sign_off(
             discussion.status = DiscussionStatus.RUNNING
             text = f"(asking the room for more discussion, {rounds} more round{'s' * (rounds > 1)}) {row.question}"
             _message, posted = append_post(s, discussion_id, participant, text, client_id=None)
+            # What memory remembered from this discussion no longer stands: never served again from now on.
+            memory.forget_discussion(s, discussion_id, f"sent back for more discussion by {participant.name}")
         else:
             discussion.status = DiscussionStatus.COMPLETED
+            s.add(discussion)
+            memory.remember(s, discussion_id, decided_by=participant.name, override_option=row.override_option)
         discussion.updated_at = utcnow()
         s.add(discussion)
         detail = {
@@ -172,3 +177,55 @@ def sign_off(
             ),
         )
         return signed, posted  # type: ignore[return-value]
+
+
+def revisit(discussion_id: int, actor: User | None, *, question: str, extra_rounds: int = 1) -> HumanMessagePosted:
+    """Send a settled decision back for more discussion: the must-approve person, or the owner, reopens the room.
+
+    The decision stops standing at once: memory stops serving it in this transaction. The next run drafts a new
+    version of the decision, with its own vote and gate."""
+    with session_scope() as s:
+        discussion = s.get(Discussion, discussion_id, with_for_update=True)
+        if discussion is None:
+            raise NotFound(f"No discussion {discussion_id}.")
+        try:
+            participant = authorize(s, discussion_id, actor, Permission.APPROVE)
+        except Forbidden:
+            participant = authorize(s, discussion_id, actor, Permission.MANAGE)
+        assert actor is not None
+        decision = s.exec(
+            select(Decision).where(Decision.discussion_id == discussion_id).order_by(Decision.version.desc())  # type: ignore[attr-defined]
+        ).first()
+        if decision is None or discussion.status != DiscussionStatus.COMPLETED:
+            raise InputError({"question": "Only a settled decision can be sent back; this one is not settled."})
+        errors = {}
+        if not question.strip():
+            errors["question"] = "Write the question the room should discuss."
+        elif len(question) > 2000:
+            errors["question"] = f"The question is {len(question):,} characters; the limit is 2,000."
+        if not 1 <= extra_rounds <= MAX_EXTRA_ROUNDS:
+            errors["extra_rounds"] = f"Reopen for 1 to {MAX_EXTRA_ROUNDS} rounds."
+        if errors:
+            raise InputError(errors)
+        decision.reopened = True
+        s.add(decision)
+        discussion.rounds = _last_turn_round(s, discussion_id) + extra_rounds
+        discussion.status = DiscussionStatus.RUNNING
+        discussion.updated_at = utcnow()
+        s.add(discussion)
+        memory.forget_discussion(s, discussion_id, f"sent back for more discussion by {participant.name}")
+        text = (
+            f"(sending the decision back for more discussion, {extra_rounds} more round{'s' * (extra_rounds > 1)}) "
+            f"{question.strip()}"
+        )
+        _message, posted = append_post(s, discussion_id, participant, text, client_id=None)
+        audit.record(
+            s,
+            actor=actor,
+            action="decision.revisit",
+            discussion_id=discussion_id,
+            target=decision.title,
+            previous="completed",
+            new=f"{extra_rounds} more round(s): {question.strip()[:300]}",
+        )
+        return posted

@@ -8,6 +8,7 @@ from backend.models.human_input import HumanInputRequest, PromptKind, PromptStat
 from backend.models.instance import InstancePolicy, SignupInvite
 from backend.models.invite import Invite
 from backend.models.lease import RunnerLease
+from backend.models.memory import MemoryEntry
 from backend.models.mention import Mention
 from backend.models.message import Message, MessageStatus
 from backend.models.participant import Participant, ParticipantKind
@@ -27,6 +28,7 @@ __all__ = [
     "HumanInputRequest",
     "InstancePolicy",
     "Invite",
+    "MemoryEntry",
     "Mention",
     "Message",
     "MessageStatus",

@@ -47,6 +47,8 @@ class Decision(SQLModel, table=True):
     concerns: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     action_plan: list[dict] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # {"step", "owner"}
     synthesis_note: str = Field(default="", max_length=1000)  # e.g. "rationale written without a model: ..."
+    # A settled decision sent back later (backend.humans.approval.revisit): the next run drafts a new version.
+    reopened: bool = Field(default=False)
     created_at: datetime = timestamp_field()
 
 

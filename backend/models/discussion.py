@@ -52,6 +52,10 @@ class Discussion(SQLModel, table=True):
     stop_on_consensus: bool = Field(default=False)  # end the rounds once consensus is detected (then vote, if any)
     # Consensus detection after every round (one extra model call a round); always on with a vote.
     track_consensus: bool = Field(default=False)
+    # The context the question was asked in (backend.memory.context, canonical form): memory matches it exactly.
+    context: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # Created from memory: the entry whose stored result this discussion shows (no agent ran).
+    memory_entry_id: int | None = Field(default=None)
     owner_user_id: int | None = Field(default=None, foreign_key="user.id")
     created_by: str = Field(default="", max_length=120)
     created_at: datetime = timestamp_field()

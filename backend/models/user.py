@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime
+from sqlalchemy import JSON, Column, DateTime
 from sqlmodel import Field, SQLModel
 
 from backend.models.base import timestamp_field
@@ -18,6 +18,8 @@ class User(SQLModel, table=True):
     display_name: str = Field(max_length=120)
     password_hash: str = Field(max_length=200)
     is_admin: bool = Field(default=False)  # owns what everyone shares: personas, sign-up policy, spend caps
+    # The context the New discussion form starts from (backend.memory.context), so a person does not retype it.
+    default_context: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = timestamp_field()
 
 

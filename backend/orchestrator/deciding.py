@@ -49,14 +49,18 @@ SYNTHESIS_SYSTEM = (
 
 
 def current_version(discussion_id: int) -> int:
-    """The decision version this run works on: one more than the decisions sent back for more discussion."""
+    """The decision version this run works on: one more than the decisions sent back for more discussion (at the
+    sign-off, or later, once settled)."""
     with session_scope() as s:
         reopened = s.exec(
             select(SignOff.id).where(
                 SignOff.discussion_id == discussion_id, SignOff.outcome == SignOffOutcome.MORE_DISCUSSION
             )
         ).all()
-        return len(reopened) + 1
+        revisited = s.exec(
+            select(Decision.id).where(Decision.discussion_id == discussion_id, Decision.reopened == True)  # noqa: E712
+        ).all()
+        return len(reopened) + len(revisited) + 1
 
 
 def has_decision(discussion_id: int, version: int) -> bool:

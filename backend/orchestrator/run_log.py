@@ -6,22 +6,26 @@ These run in the run's database lane. Progress lives in the log, never only in m
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import Connection, bindparam, update
 from sqlmodel import Session, func, select
 
 from backend.db import get_engine, session_scope
 from backend.events.log import append_event, read_events
 from backend.events.schema import DiscussionCreated, DiscussionFinished, PersistedEvent, RunStarted
 from backend.humans.instance import read_policy
+from backend.memory import store as memory
 from backend.models import Discussion, DiscussionStatus, Message, MessageStatus, Participant, ParticipantKind
 from backend.models.base import utcnow
 from backend.orchestrator import turn_log
 from backend.orchestrator.deciding import needs_approval
 from backend.orchestrator.people import People
 from backend.orchestrator.run_context import RunContext
+
+log = logging.getLogger(__name__)
 
 _VOTE_RULE_LOCKED = select(Discussion.vote_rule).where(Discussion.id == bindparam("did")).with_for_update()  # type: ignore[arg-type]
 _TURN_STATUSES = (
@@ -101,6 +105,17 @@ def created_rounds(discussion_id: int) -> int:
         return created[0].rounds if created and isinstance(created[0], DiscussionCreated) else 0
 
 
+def _remember(c: Connection, discussion_id: int) -> None:
+    """Memory keeps the result; a failure there is logged and never fails the run (a savepoint contains it: the
+    session's commit releases it into the caller's transaction, an error rolls it back)."""
+    try:
+        with Session(bind=c, join_transaction_mode="create_savepoint") as s:
+            memory.remember(s, discussion_id, decided_by="")
+            s.commit()
+    except Exception:
+        log.exception("memory: could not remember discussion %s", discussion_id)
+
+
 def finish(ctx: RunContext, agents: list[Participant]) -> DiscussionFinished | None:
     """Close the discussion (completed, failed, or awaiting approval) unless a retry was queued meanwhile."""
     did = ctx.discussion_id
@@ -116,6 +131,8 @@ def finish(ctx: RunContext, agents: list[Participant]) -> DiscussionFinished | N
                 if needs_approval(s, did):
                     status = DiscussionStatus.AWAITING_APPROVAL
         c.execute(_SET_STATUS, {"did": did, "to": status, "now": utcnow()})
+        if status == DiscussionStatus.COMPLETED:  # nobody has to sign off: the result stands now
+            _remember(c, did)
         spent_tokens, spent_usd = turn_log.spent(c, did)
         return append_event(  # type: ignore[return-value]
             c,

@@ -25,6 +25,7 @@ from backend.humans.membership import add_owner, authorize, load_open, unique_na
 from backend.humans.polls import MAX_OPTIONS, normalise_options
 from backend.humans.posts import append_post
 from backend.humans.roles import Permission, parse_role
+from backend.memory.context import DiscussionContext, parse_context
 from backend.models import (
     Decision,
     Discussion,
@@ -224,6 +225,7 @@ def create_discussion(
     stop_on_consensus: bool = False,
     track_consensus: bool = False,
     protocol: str = "round_robin",
+    context: DiscussionContext | dict | None = None,
 ) -> Discussion:
     """Validate everything first, then create the discussion, its agents and its opening question at once.
 
@@ -231,6 +233,7 @@ def create_discussion(
     CLI, benchmarks) a plain host participant asks the question.
     """
     topic = topic.strip()
+    asked_in = context if isinstance(context, DiscussionContext) else parse_context(context)
     created_by = (owner.display_name if owner else (created_by or "Host").strip()[:120]) or "Host"
     with session_scope() as session:
         personas = {p.key: p for p in session.exec(select(Persona))}
@@ -261,6 +264,7 @@ def create_discussion(
             topic=topic,
             protocol=protocol,
             rounds=rounds,
+            context=asked_in.as_dict(),
             created_by=created_by,
             max_tokens_per_turn=max_tokens_per_turn
             or min(get_settings().max_tokens_per_turn, get_settings().max_tokens_per_turn_limit),

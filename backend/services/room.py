@@ -157,6 +157,13 @@ async def sign_off(*, discussion_id: int, decision_id: int, actor: User | None, 
         await get_runner().start(discussion_id)
 
 
+async def revisit(*, discussion_id: int, actor: User | None, question: str, extra_rounds: int = 1) -> None:
+    """A settled decision sent back for more discussion: memory stops serving it and the agents start again."""
+    posted = await run_db(lambda: approval.revisit(discussion_id, actor, question=question, extra_rounds=extra_rounds))
+    await get_bus().publish(posted)
+    await get_runner().start(discussion_id)
+
+
 async def stop(*, discussion_id: int, actor: User | None) -> None:
     """The owner stops the agents after the turn in flight; every viewer sees why."""
     await get_bus().publish(await run_db(lambda: discussions.stop(discussion_id=discussion_id, actor=actor)))
