@@ -20,10 +20,12 @@ def _use_database(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     from backend.bootstrap import prepare_database
     from backend.config import get_settings
     from backend.db import reset_engine
+    from backend.memory import recall
 
     monkeypatch.setenv("DATABASE_URL", url)
     get_settings.cache_clear()
     reset_engine()
+    recall.reset_for_tests()  # memory's hot tier indexes entry ids of one database
     prepare_database(url)
 
 

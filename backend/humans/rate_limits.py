@@ -35,6 +35,7 @@ LIMITS: dict[str, tuple[RateLimitItem, str]] = {
     "run": (parse("120/hour"), "runs of the agents"),
     "post": (parse("30/minute"), "messages"),
     "join": (parse("60/hour"), "join attempts"),
+    "memory_check": (parse("120/minute"), "memory lookups"),  # each one runs an embedding
 }
 # Counts are taken one at a time in this process (a hit takes microseconds): on first use two threads would each
 # make their own limiter, and with it their own in-memory count (lru_cache does not stop that).

