@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from backend.api import decisions, discussions, events_stream, session
+from backend.api import decisions, discussions, events_stream, memory, session
 from backend.api.browser_session import browser_session_routes
 from backend.api.docs import OPENAPI_URL, docs_routes
 from backend.api.http import ApiError, error_response
@@ -29,7 +29,13 @@ Every error is `{"error": "<message>", "fields": {"<field>": "<what is wrong>"}}
 """
 
 
-ROUTERS: tuple[APIRouter, ...] = (decisions.router, session.router, discussions.router, events_stream.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    decisions.router,
+    session.router,
+    discussions.router,
+    events_stream.router,
+    memory.router,
+)
 
 
 def plain_routes() -> list[Route]:

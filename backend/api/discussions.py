@@ -22,20 +22,25 @@ from starlette.responses import JSONResponse
 
 from backend.db import run_db
 from backend.deliberation import decisions
+from backend.errors import Forbidden, NotFound
 from backend.humans import polls, prompts
+from backend.memory.recall import Recall, Remembered
 from backend.models import Message, Participant
-from backend.services import discussions, preflight, room, transcript
-from backend.services.discussion_input import DiscussionIn, agent_specs
+from backend.services import discussions, memory, preflight, room, transcript
+from backend.services.discussion_input import agent_specs
 
 from .http import MAX_ID, Actor, ApiError, InDiscussion, ItemId, api_router, errors
+from .memory import look_up, remembered
 from .schemas import (
     AnswerIn,
     ChecklistOut,
+    CreatedDiscussionOut,
     DiscussionListOut,
     DiscussionOut,
     InviteIn,
     MessageIn,
     MessageOut,
+    NewDiscussionIn,
     NotReadyOut,
     ParticipantOut,
     RunOut,
@@ -147,6 +152,8 @@ def _detail(
             for p in polls.open_polls(discussion_id)
         ],
         "decision": decisions.latest(discussion_id),
+        "context": d.context or {},
+        "memory_entry_id": d.memory_entry_id,
     }
 
 
@@ -156,17 +163,63 @@ async def list_discussions(user: Actor) -> dict:
     return {"discussions": [r.__dict__ for r in rows]}
 
 
-@router.post("", status_code=201, response_model=DiscussionOut, responses=WRITES, summary="Create a discussion")
-async def create(body: DiscussionIn, user: Actor) -> dict:
-    """Create a discussion owned by the caller; 201 with the whole discussion, or 422 naming each bad field."""
+@router.post("", status_code=201, response_model=CreatedDiscussionOut, responses=WRITES, summary="Create a discussion")
+async def create(body: NewDiscussionIn, user: Actor) -> dict:
+    """Create a discussion owned by the caller; 201 with the whole discussion, or 422 naming each bad field.
+
+    Unless `fresh`, memory is checked first: when the same question was settled in the same context in a discussion
+    the caller is in, the new discussion is answered from that result (completed at once, no agent runs) and
+    `memory.reused` is true; otherwise `memory` says what it found (related decisions, near-misses refused) or why
+    it is unavailable, and the discussion is created as asked."""
     specs = await run_db(agent_specs, body.agents)
-    fields = body.model_dump(exclude={"agents", "role", "checkpoints"})
+    context = body.context.raw() if body.context else None
+    looking = not body.fresh and body.topic.strip()  # a blank topic is refused below, with every other bad field
+    found = await run_db(look_up, body.topic, context, user) if looking else None
+    if found is not None and found.hit is not None:
+        hit = found.hit
+        try:
+            reused = await run_db(
+                lambda: memory.reuse(
+                    hit.entry_id, question=body.topic, context=context, actor=user, owner_role=body.role
+                )
+            )
+        except (NotFound, Forbidden):  # sent back or forgotten since the check: run it fresh instead
+            found = Recall(related=found.related, refused=found.refused)
+        else:
+            assert reused.id is not None
+            return {**await run_db(_detail, reused.id), "memory": _reused(hit)}
+    fields = body.model_dump(exclude={"agents", "role", "checkpoints", "context", "fresh"})
     fields["checkpoints"] = [c.model_dump(exclude_none=True) for c in body.checkpoints]
     discussion = await run_db(
-        lambda: discussions.create_discussion(agents=specs, owner=user, owner_role=body.role, **fields)
+        lambda: discussions.create_discussion(agents=specs, owner=user, owner_role=body.role, context=context, **fields)
     )
     assert discussion.id is not None
-    return await run_db(_detail, discussion.id)
+    return {**await run_db(_detail, discussion.id), "memory": _fresh(found)}
+
+
+def _reused(hit: Remembered) -> dict:
+    return {
+        "reused": True,
+        "entry_id": hit.entry_id,
+        "source_discussion_id": hit.discussion_id,
+        "match_percent": hit.match_percent,
+        "saves_usd": hit.saves_usd,
+        "saves_tokens": hit.saves_tokens,
+        "saves_seconds": hit.saves_seconds,
+        "decided_at": hit.decided_at.isoformat(),
+        "decided_by": hit.decided_by,
+        "outcome": hit.outcome,
+    }
+
+
+def _fresh(found: Recall | None) -> dict:
+    return {
+        "reused": False,
+        "checked": found is not None and found.unavailable is None,
+        "refused_near_misses": len(found.refused) if found else 0,
+        "unavailable": found.unavailable if found else None,
+        "related": [remembered(r) for r in found.related] if found else [],
+    }
 
 
 @router.get(ONE, response_model=DiscussionOut, summary="A discussion with a page of its messages")
