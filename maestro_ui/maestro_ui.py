@@ -21,6 +21,7 @@ from maestro_ui.pages.decisions import DecisionPageState, DecisionsState, decisi
 from maestro_ui.pages.index import DiscussionsState, index_page
 from maestro_ui.pages.join import JoinState, join_page
 from maestro_ui.pages.login import login_page, signup_page
+from maestro_ui.pages.memory import MemoryState, memory_page
 from maestro_ui.pages.new import NewDiscussionState, new_page
 from maestro_ui.pages.personas import PersonasState, personas_page
 from maestro_ui.pages.room import room_page
@@ -73,6 +74,7 @@ app.add_page(
     on_load=[AuthState.require, DecisionsState.load],
 )
 app.add_page(decision_page, route=routes.DECISION, title="Decision · Maestro", on_load=DecisionPageState.load)
+app.add_page(memory_page, route=routes.MEMORY, title="Memory · Maestro", on_load=[AuthState.require, MemoryState.load])
 app.add_page(
     admin_page, route=routes.ADMIN, title="Instance admin · Maestro", on_load=[AuthState.require, AdminState.load]
 )

@@ -12,6 +12,7 @@ DECISIONS = "/decisions"
 DECISION = "/decision/[decision_id]"
 ADMIN = "/admin"
 ACCOUNT = "/account"
+MEMORY = "/memory"
 
 
 def room(discussion_id: int) -> str:

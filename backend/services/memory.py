@@ -16,8 +16,8 @@ from backend import observability
 from backend.db import session_scope
 from backend.errors import Forbidden, InputError, NotFound
 from backend.events.log import append_event
-from backend.events.schema import DiscussionCreated
-from backend.humans import audit, rate_limits
+from backend.events.schema import DiscussionCreated, DiscussionFinished
+from backend.humans import audit, membership, rate_limits
 from backend.humans.membership import add_owner, authorize
 from backend.humans.posts import append_post
 from backend.humans.roles import Permission, parse_role
@@ -44,6 +44,8 @@ def check(question: str, context: DiscussionContext | dict | None, actor: User |
     """What memory holds for this question in this context, as this person may see it (blocking: off the loop)."""
     text = _checked_question(question)
     ctx = context if isinstance(context, DiscussionContext) else parse_context(context)
+    if actor is not None:
+        rate_limits.hit("memory_check", actor.id)
     return recall(text, ctx, user_id=actor.id if actor is not None else None)
 
 
@@ -105,6 +107,7 @@ def reuse(
         assert host is not None
         append_post(s, discussion.id, host, text, client_id=None)
         append_post(s, discussion.id, memory, result_text(entry), client_id=None)
+        append_event(s, DiscussionFinished(discussion_id=discussion.id, status=DiscussionStatus.COMPLETED))
         store.count_hit(s, entry.id)
         observability.record_memory_reuse(tokens=entry.tokens, cost_usd=entry.cost_usd)
         return discussion
@@ -120,22 +123,26 @@ def result_text(entry: MemoryEntry) -> str:
     )
 
 
-def _may_open(s, entry: MemoryEntry, actor: User) -> None:
+def _member(s, entry: MemoryEntry, actor: User) -> bool:
     seen = s.exec(
         select(Participant.id).where(Participant.discussion_id == entry.discussion_id, Participant.user_id == actor.id)
     ).first()
-    if seen is None:
-        raise Forbidden("You are not a member of the discussion that result comes from.")
+    return seen is not None
+
+
+def _may_open(s, entry: MemoryEntry, actor: User) -> None:
+    if not _member(s, entry, actor):  # a non-member learns nothing, not even that the result exists
+        raise NotFound("That remembered result is no longer available; run the discussion fresh.")
 
 
 def forget(entry_id: int, actor: User | None) -> None:
     """The owner of the source discussion (or an instance admin) stops a result from being served."""
     with session_scope() as s:
         entry = s.get(MemoryEntry, entry_id)
-        if entry is None:
-            raise NotFound(f"No remembered result {entry_id}.")
         if actor is None:
             raise Forbidden("Sign in first.")
+        if entry is None or not (actor.is_admin or _member(s, entry, actor)):
+            raise NotFound(f"No remembered result {entry_id}.")  # a non-member learns nothing, not even that it exists
         if not actor.is_admin:
             authorize(s, entry.discussion_id, actor, Permission.MANAGE)
         if store.forget_entry(s, entry_id, f"forgotten by {actor.display_name}"):
@@ -161,16 +168,21 @@ class MemoryRow:
     saved_usd: float
     saved_tokens: int
     saved_seconds: float
+    each_usd: float  # what one reuse saves: what the source cost
+    each_tokens: int
+    each_seconds: float
     live: bool
     status: str
     can_forget: bool
 
 
-def entries(actor: User | None, limit: int = 200) -> list[MemoryRow]:
+def entries(actor: User | None, limit: int = 200, *, entry_id: int | None = None) -> list[MemoryRow]:
     """Remembered results from discussions the actor is in (the operator: all), newest first."""
     now = utcnow()
     with session_scope() as s:
         query = select(MemoryEntry).order_by(col(MemoryEntry.id).desc()).limit(limit)
+        if entry_id is not None:
+            query = query.where(col(MemoryEntry.id) == entry_id)
         owned: set[int] = set()
         if actor is not None:
             mine = select(Participant.discussion_id).where(Participant.user_id == actor.id)
@@ -199,6 +211,9 @@ def entries(actor: User | None, limit: int = 200) -> list[MemoryRow]:
                     saved_usd=e.saved_usd,
                     saved_tokens=e.saved_tokens,
                     saved_seconds=e.saved_seconds,
+                    each_usd=e.cost_usd,
+                    each_tokens=e.tokens,
+                    each_seconds=e.model_seconds,
                     live=e.invalidated_at is None and not expired,
                     status=status,
                     can_forget=e.invalidated_at is None
@@ -209,11 +224,24 @@ def entries(actor: User | None, limit: int = 200) -> list[MemoryRow]:
         return rows
 
 
-def related_to(discussion_id: int, actor: User | None) -> list[Remembered]:
-    """Earlier results related to a discussion's question (any context), for its decision page."""
+def source_of(discussion_id: int, actor: User | None) -> MemoryRow | None:
+    """For a discussion answered from memory: the entry it reused, if the person may see its source."""
     with session_scope() as s:
         discussion = s.get(Discussion, discussion_id)
-        if discussion is None:
+        if discussion is None or discussion.memory_entry_id is None:
+            return None
+        if actor is not None and membership.member(s, discussion_id, actor) is None:
+            raise NotFound(f"No discussion {discussion_id}.")
+        entry_id = discussion.memory_entry_id
+    found = entries(actor, limit=1, entry_id=entry_id)
+    return found[0] if found else None
+
+
+def related_to(discussion_id: int, actor: User | None) -> list[Remembered]:
+    """Earlier results related to a discussion's question (any context), for its decision page (members only)."""
+    with session_scope() as s:
+        discussion = s.get(Discussion, discussion_id)
+        if discussion is None or (actor is not None and membership.member(s, discussion_id, actor) is None):
             raise NotFound(f"No discussion {discussion_id}.")
         topic, context = discussion.topic, parse_context(discussion.context)
     found = recall(topic, context, user_id=actor.id if actor else None, exclude=discussion_id)

@@ -30,6 +30,14 @@ def page(*children: rx.Component, **props) -> rx.Component:
                 aria_label="Decisions",
             ),
             rx.link(
+                rx.hstack(rx.icon("brain", size=16), rx.text("Memory", display=["none", "inline"]), spacing="1"),
+                href=routes.MEMORY,
+                size="2",
+                color_scheme="gray",
+                id="memory-link",
+                aria_label="Memory",
+            ),
+            rx.link(
                 rx.hstack(rx.icon("users", size=16), rx.text("Personas", display=["none", "inline"]), spacing="1"),
                 href=routes.PERSONAS,
                 size="2",

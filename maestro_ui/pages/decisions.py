@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import TypedDict
 
 import reflex as rx
@@ -10,13 +12,19 @@ from backend.db import run_db
 from backend.deliberation import decisions
 from backend.errors import NotFound
 from backend.humans import membership
+from backend.services import memory
 from maestro_ui import routes
 from maestro_ui.components.badges import status_badge
 from maestro_ui.components.deliberation import decision_card
 from maestro_ui.components.layout import page
+from maestro_ui.components.memory import related_list
+from maestro_ui.projection import memory as memory_view
+from maestro_ui.projection.memory import RelatedRow
 from maestro_ui.state.auth import AuthState
 from maestro_ui.state.deliberation import DeliberationState
 from maestro_ui.state.room import RoomState
+
+log = logging.getLogger(__name__)
 
 
 class DecisionRow(TypedDict):
@@ -65,9 +73,12 @@ class DecisionPageState(rx.State):
     room_href: str = "/"
     markdown_href: str = ""
     json_href: str = ""
+    related: list[RelatedRow] = []  # earlier decisions on related questions (memory)
+    _discussion_id: int = 0  # the decision's discussion, set only once the person was found to be in it
 
     @rx.event
     async def load(self):
+        self._discussion_id, self.related = 0, []
         user = await (await self.get_state(AuthState)).current_user()
         if user is None:
             return rx.redirect(f"{routes.LOGIN}?next={self.router.url.path}")
@@ -89,6 +100,27 @@ class DecisionPageState(rx.State):
         deliberation._show_decision(card)
         # This tab's room view no longer matches what DeliberationState holds: the next room it opens loads whole.
         (await self.get_state(RoomState))._did = 0
+        self._discussion_id = card["discussion_id"]
+        return DecisionPageState.load_related
+
+    @rx.event(background=True)
+    async def load_related(self):
+        """Related decisions from memory (the embedding runs in a thread: the card is already on screen)."""
+        async with self:
+            did = self._discussion_id
+            user = await (await self.get_state(AuthState)).current_user() if did else None
+        if user is None or await run_db(membership.member_of, did, user) is None:
+            return  # only a member of this discussion is shown what is related to its question
+        try:
+            found = await asyncio.to_thread(memory.related_to, did, user)
+        except NotFound:
+            found = []
+        except Exception:  # related decisions are a convenience: the page stands without them
+            log.exception("memory: related decisions failed")
+            found = []
+        async with self:
+            if self._discussion_id == did:
+                self.related = [memory_view.related_row(r) for r in found]
 
 
 def _decision_item(r: DecisionRow) -> rx.Component:
@@ -149,6 +181,7 @@ def decision_page() -> rx.Component:
                     wrap="wrap",
                 ),
                 decision_card(with_controls=False),
+                related_list(DecisionPageState.related, id="decision-related"),
                 rx.flex(
                     rx.link(
                         rx.button("Export Markdown", variant="soft"),

@@ -10,6 +10,8 @@ from backend.deliberation import voting
 from backend.protocols import PROTOCOLS
 from backend.protocols.templates import TEMPLATES
 from maestro_ui.components.layout import page
+from maestro_ui.components.memory import related_list
+from maestro_ui.projection.memory import UNSET
 from maestro_ui.state.new_discussion import AgentDraft, NewDiscussionState
 
 __all__ = ["NewDiscussionState", "new_page"]
@@ -216,6 +218,162 @@ def _decision_section() -> rx.Component:
     )
 
 
+CHECK_DEBOUNCE_MS = 600  # memory is asked once typing pauses this long (and when the field loses focus)
+
+
+def _context_text(field: str, label: str, placeholder: str) -> rx.Component:
+    return rx.vstack(
+        rx.text(label, size="1", color_scheme="gray"),
+        rx.input(
+            value=NewDiscussionState.context[field],
+            on_change=lambda v: [
+                NewDiscussionState.set_context_field(field, v),
+                NewDiscussionState.check_memory.debounce(CHECK_DEBOUNCE_MS),
+            ],
+            on_blur=NewDiscussionState.check_memory,
+            placeholder=placeholder,
+            id=f"context-{field.replace('_', '-')}",
+            width="100%",
+            size="2",
+        ),
+        spacing="1",
+        flex="1 1 160px",
+        min_width="0",
+    )
+
+
+def _context_choice(field: str, label: str, choices: tuple[str, ...]) -> rx.Component:
+    return rx.vstack(
+        rx.text(label, size="1", color_scheme="gray"),
+        rx.select.root(
+            rx.select.trigger(id=f"context-{field.replace('_', '-')}", width="100%"),
+            rx.select.content(rx.select.item("not set", value=UNSET), *[rx.select.item(c, value=c) for c in choices]),
+            value=NewDiscussionState.context[field],
+            on_change=lambda v: [NewDiscussionState.set_context_field(field, v), NewDiscussionState.check_memory],
+            size="2",
+        ),
+        spacing="1",
+        flex="1 1 120px",
+        min_width="0",
+    )
+
+
+def _context_section() -> rx.Component:
+    """Where the question is asked: memory reuses a result only for the very same context."""
+    return rx.vstack(
+        rx.flex(
+            rx.text("Context", weight="bold", size="2"),
+            rx.text(
+                "(optional; a remembered result is reused only in the same context)", size="1", color_scheme="gray"
+            ),
+            spacing="2",
+            align="baseline",
+            wrap="wrap",
+        ),
+        rx.flex(
+            _context_text("preferred_language", "Preferred language", "e.g. python"),
+            _context_text("frameworks", "Frameworks", "e.g. fastapi, sqlalchemy"),
+            _context_choice("security_level", "Security level", ("standard", "high", "enterprise")),
+            _context_choice("team_size", "Team size", ("small", "medium", "large")),
+            _context_text("existing_stack", "Existing stack", "e.g. postgresql, redis"),
+            spacing="2",
+            wrap="wrap",
+            width="100%",
+        ),
+        rx.flex(
+            rx.button(
+                rx.icon("bookmark", size=14),
+                "Save as my default",
+                on_click=NewDiscussionState.save_default_context,
+                variant="soft",
+                size="1",
+                id="save-default-context",
+            ),
+            rx.text(NewDiscussionState.context_note, size="1", color_scheme="green", id="context-note"),
+            spacing="2",
+            align="center",
+            wrap="wrap",
+        ),
+        _error("context"),
+        spacing="2",
+        width="100%",
+        id="context-section",
+    )
+
+
+def _memory_banner() -> rx.Component:
+    """What memory holds for this question in this context: a hit to open or reuse, or why memory cannot look."""
+    hit = NewDiscussionState.memory_hit
+    return rx.vstack(
+        rx.cond(
+            NewDiscussionState.has_hit,
+            rx.callout(
+                rx.vstack(
+                    rx.text(hit["line"], weight="medium", id="memory-line", word_break="break-word"),
+                    rx.text(
+                        "Asked before as “",
+                        hit["question"],
+                        "” · ",
+                        hit["context"],
+                        size="1",
+                        color_scheme="gray",
+                        word_break="break-word",
+                    ),
+                    rx.flex(
+                        rx.link(
+                            rx.button(rx.icon("external_link", size=14), "Open", variant="soft", size="2"),
+                            href=hit["href"],
+                            id="memory-open",
+                        ),
+                        rx.button(
+                            rx.icon("history", size=14),
+                            "Reuse",
+                            on_click=NewDiscussionState.reuse_memory,
+                            loading=NewDiscussionState.reusing,
+                            size="2",
+                            id="memory-reuse",
+                        ),
+                        rx.button(
+                            "Run fresh",
+                            on_click=NewDiscussionState.run_fresh,
+                            variant="outline",
+                            size="2",
+                            id="memory-fresh",
+                        ),
+                        spacing="2",
+                        wrap="wrap",
+                    ),
+                    rx.text(
+                        "Reuse answers from this result: no agent runs and nothing is spent. "
+                        "Run fresh, and Create discussion runs the agents.",
+                        size="1",
+                        color_scheme="gray",
+                    ),
+                    spacing="2",
+                    width="100%",
+                ),
+                icon="brain",
+                color_scheme="green",
+                width="100%",
+                id="memory-banner",
+            ),
+        ),
+        rx.cond(
+            NewDiscussionState.memory_notice != "",
+            rx.callout(
+                NewDiscussionState.memory_notice, icon="info", color_scheme="orange", size="1", id="memory-notice"
+            ),
+        ),
+        rx.cond(
+            NewDiscussionState.memory_unavailable != "",
+            rx.text(NewDiscussionState.memory_unavailable, size="1", color_scheme="gray", id="memory-unavailable"),
+        ),
+        related_list(NewDiscussionState.memory_related, id="memory-related"),
+        spacing="2",
+        width="100%",
+    )
+
+
 def _error(key: str) -> rx.Component:
     return rx.cond(
         NewDiscussionState.errors.contains(key),
@@ -292,16 +450,24 @@ def new_page() -> rx.Component:
         rx.vstack(
             rx.heading("New discussion", size="6"),
             _templates(),
-            rx.text("The question", weight="bold", size="2"),
+            rx.hstack(
+                rx.text("The question", weight="bold", size="2"),
+                rx.cond(NewDiscussionState.memory_checking, rx.spinner(size="1", id="memory-checking")),
+                align="center",
+                spacing="2",
+            ),
             rx.text_area(
                 value=NewDiscussionState.topic,
-                on_change=NewDiscussionState.set_topic,
+                on_change=[NewDiscussionState.set_topic, NewDiscussionState.check_memory.debounce(CHECK_DEBOUNCE_MS)],
+                on_blur=NewDiscussionState.check_memory,
                 placeholder="e.g. Choose a database for Apollo",
                 id="topic-input",
                 rows="3",
                 width="100%",
             ),
             _error("topic"),
+            _context_section(),
+            _memory_banner(),
             rx.flex(
                 rx.text("Agents", weight="bold", size="2"),
                 rx.spacer(),

@@ -29,14 +29,17 @@ def _header() -> rx.Component:
         ),
         rx.flex(
             status_badge(RoomState.status, id="room-status", size="2"),
-            rx.text(
-                RoomState.rounds,
-                rx.cond(RoomState.rounds == 1, " round", " rounds"),
-                " · ",
-                RoomState.protocol_label,
-                rx.cond(RoomState.vote_rule != "", rx.text.span(" · then a ", RoomState.vote_rule, " vote")),
-                size="2",
-                color_scheme="gray",
+            rx.cond(
+                ~RoomState.from_memory,  # no agent ran: there were no rounds to count
+                rx.text(
+                    RoomState.rounds,
+                    rx.cond(RoomState.rounds == 1, " round", " rounds"),
+                    " · ",
+                    RoomState.protocol_label,
+                    rx.cond(RoomState.vote_rule != "", rx.text.span(" · then a ", RoomState.vote_rule, " vote")),
+                    size="2",
+                    color_scheme="gray",
+                ),
             ),
             rx.spacer(),
             rx.cond(
@@ -52,7 +55,7 @@ def _header() -> rx.Component:
                 ),
             ),
             rx.cond(
-                RoomState.is_owner,
+                RoomState.is_owner & ~RoomState.from_memory,
                 rx.button(
                     rx.cond(RoomState.is_running, rx.spinner(size="2"), rx.icon("play", size=16)),
                     rx.cond(RoomState.is_running, "Agents running…", "Run Agents"),
@@ -68,6 +71,7 @@ def _header() -> rx.Component:
             wrap="wrap",
             width="100%",
         ),
+        rx.cond(RoomState.from_memory, _from_memory()),
         rx.cond(
             RoomState.has_offline_agent,
             rx.callout(RoomState.offline_hint, icon="info", size="1", color_scheme="amber", id="offline-hint"),
@@ -83,6 +87,39 @@ def _header() -> rx.Component:
         decision_card(),
         width="100%",
         spacing="2",
+    )
+
+
+def _from_memory() -> rx.Component:
+    """This discussion was answered from memory: the result below is an earlier discussion's, reused."""
+    return rx.callout(
+        rx.vstack(
+            rx.hstack(
+                rx.badge(rx.icon("brain", size=12), "From memory", color_scheme="green", variant="solid"),
+                rx.text("Answered from memory — no agent ran.", weight="bold"),
+                align="center",
+                spacing="2",
+                wrap="wrap",
+            ),
+            rx.cond(
+                RoomState.memory_source_href != "",
+                rx.text(
+                    "Source: ",
+                    rx.link(RoomState.memory_source_label, href=RoomState.memory_source_href, id="memory-source"),
+                    size="2",
+                    word_break="break-word",
+                ),
+                rx.text(
+                    "The source discussion is named in the Memory post below.",
+                    size="2",
+                    color_scheme="gray",
+                ),
+            ),
+            spacing="1",
+        ),
+        icon="history",
+        color_scheme="green",
+        id="memory-badge",
     )
 
 

@@ -5,22 +5,33 @@ route does (backend/api/discussions.py), so the page and the API accept and refu
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 from typing import TypedDict
 
 import reflex as rx
 from pydantic import ValidationError
 
 from backend.db import run_db
-from backend.errors import InputError
+from backend.errors import Forbidden, InputError, NotFound
+from backend.memory.recall import Recall
 from backend.protocols.templates import TEMPLATES
 from backend.providers import registry
+from backend.services import memory
 from backend.services.discussion_input import DiscussionIn, agent_specs
 from backend.services.discussions import create_discussion
 from backend.services.personas import defaults_by_key, list_personas
 from maestro_ui import routes
+from maestro_ui.projection import memory as memory_view
+from maestro_ui.projection.memory import MemoryHit, RelatedRow
 from maestro_ui.state.auth import AuthState
 
+log = logging.getLogger(__name__)
+
 DEFAULT_TEAM = ("architect", "backend_engineer", "security")
+MIN_CHECK_CHARS = 8  # a question shorter than this is still being written: memory is not asked yet
+NO_HIT = MemoryHit(line="", question="", context="", href="")
 
 
 class AgentDraft(TypedDict):
@@ -65,7 +76,27 @@ class NewDiscussionState(rx.State):
     track_consensus: bool = False
     protocol: str = "round_robin"
     template: str = ""
+    # The context the question is asked in (memory matches it exactly): the form's text, the service parses it.
+    context: dict[str, str] = memory_view.form_fields({})
+    context_note: str = ""  # "Saved as your default."
+    _context_user: int = 0  # whose default the context was prefilled from (once; then it is theirs to edit)
+    # Deliberation memory, as the topic is typed: a hit (Open, Reuse, Run fresh), related decisions, or why not.
+    memory_hit: MemoryHit = NO_HIT
+    memory_related: list[RelatedRow] = []
+    memory_unavailable: str = ""
+    memory_notice: str = ""
+    memory_checking: bool = False
+    reusing: bool = False
+    _hit_entry_id: int = 0  # the hit's entry: kept on the server, never taken from the page
+    _hit_for: str = ""  # the question and context the hit was found for
+    _dismissed: int = 0  # the entry "Run fresh" dismissed
+    _checked: str = ""  # the question and context last looked up
+    _check_gen: int = 0  # a lookup's answer is shown only if no newer lookup started meanwhile
     _defaults: dict[str, dict[str, str]] = {}  # persona key -> provider, model, base_url, fallback
+
+    @rx.var
+    def has_hit(self) -> bool:
+        return self.memory_hit["line"] != ""
 
     @rx.event
     async def load(self):
@@ -88,6 +119,13 @@ class NewDiscussionState(rx.State):
         if not self.agents:
             self.agents = [self._draft(k) for k in DEFAULT_TEAM]
         self.errors = {}
+        user = await (await self.get_state(AuthState)).current_user()
+        if user is not None and user.id != self._context_user:
+            self.context = memory_view.form_fields(await run_db(memory.default_context, user))
+            self._context_user = user.id or 0
+        self._checked, self._dismissed, self.context_note, self.memory_notice = "", 0, "", ""
+        if self.topic.strip():
+            return NewDiscussionState.check_memory
 
     def _draft(self, persona: str) -> AgentDraft:
         """A new agent of `persona` on the provider and model the persona maps to (personas page)."""
@@ -236,8 +274,9 @@ class NewDiscussionState(rx.State):
             specs = await run_db(agent_specs, body.agents)
             fields = body.model_dump(exclude={"agents", "role", "checkpoints"})
             fields["checkpoints"] = [c.model_dump(exclude_none=True) for c in body.checkpoints]
+            context = memory_view.raw_context(self.context)
             discussion = await run_db(
-                lambda: create_discussion(agents=specs, owner=owner, owner_role=body.role, **fields)
+                lambda: create_discussion(agents=specs, owner=owner, owner_role=body.role, context=context, **fields)
             )
         except InputError as err:
             self.errors = err.errors
@@ -247,6 +286,137 @@ class NewDiscussionState(rx.State):
         self.errors = {}
         self.topic = ""
         self.agents = []
+        self._forget_lookup()
+        yield rx.redirect(routes.room(discussion.id or 0))
+
+    # --- the context -----------------------------------------------------------------------------------------
+
+    @rx.event
+    def set_context_field(self, field: str, value: str):
+        """Keep one context field as typed (the service parses it; memory is asked again, see check_memory)."""
+        if field in memory_view.CONTEXT_FIELDS:
+            self.context[field] = str(value)[:400]
+            self.context_note = ""
+
+    @rx.event
+    async def save_default_context(self):
+        """Keep this context as the signed-in person's own default (their account only)."""
+        user = await (await self.get_state(AuthState)).current_user()
+        if user is None:
+            return rx.redirect(f"{routes.LOGIN}?next={routes.NEW}")
+        raw = memory_view.raw_context(self.context)
+        try:
+            saved = await run_db(memory.set_default_context, user, raw)
+        except InputError as err:
+            self.errors = {**self.errors, **err.errors}
+            self.context_note = ""
+            return
+        except (Forbidden, NotFound) as err:
+            self.context_note = str(err)
+            return
+        self.errors = {k: v for k, v in self.errors.items() if k != "context"}
+        self.context = memory_view.form_fields(saved.as_dict())
+        self.context_note = "Saved: your new discussions start from this context."
+
+    # --- deliberation memory -------------------------------------------------------------------------------
+
+    def _clear_memory(self) -> None:
+        self.memory_hit, self.memory_related, self.memory_unavailable = NO_HIT, [], ""
+        self.memory_checking = False
+        self._hit_entry_id, self._hit_for = 0, ""
+
+    def _forget_lookup(self) -> None:
+        """The form was used: drop what memory said, and any lookup still running."""
+        self._clear_memory()
+        self._check_gen += 1
+        self._checked, self._dismissed = "", 0
+
+    def _asked(self) -> tuple[str, dict[str, str], str]:
+        """The question and context as they stand, and one key for both."""
+        topic, raw = self.topic.strip(), memory_view.raw_context(self.context)
+        return topic, raw, json.dumps([topic, raw], sort_keys=True)
+
+    @rx.event(background=True)
+    async def check_memory(self):
+        """Ask memory about the question as typed, in this context (debounced by the page; the lookup runs in a
+        thread, so typing never waits for it, nor for the model's one-time load)."""
+        async with self:
+            topic, raw, key = self._asked()
+            if key == self._checked:
+                return
+            self._checked = key
+            self._check_gen += 1
+            gen = self._check_gen
+            user = await (await self.get_state(AuthState)).current_user() if len(topic) >= MIN_CHECK_CHARS else None
+            if user is None:
+                self._clear_memory()
+                return
+            self.memory_checking = True
+        problems: dict[str, str] = {}
+        try:
+            found = await asyncio.to_thread(memory.check, topic, raw, user)
+        except InputError as err:  # a context the service refuses, or a question too long: the form says so
+            found, problems = Recall(), err.errors
+        except Exception:  # memory is a convenience: the discussion runs fresh
+            log.exception("memory lookup failed")
+            found = Recall(unavailable="Memory is unavailable: the lookup failed")
+        async with self:
+            if gen != self._check_gen:
+                return  # a newer lookup (or a create) came meanwhile
+            self._clear_memory()
+            if "context" in problems:
+                self.errors = {**self.errors, "context": problems["context"]}
+                return
+            self.errors = {k: v for k, v in self.errors.items() if k != "context"}
+            self.memory_unavailable = memory_view.unavailable_line(found.unavailable or "")
+            if found.hit is not None and found.hit.entry_id != self._dismissed:
+                self.memory_hit = memory_view.memory_hit(found.hit)
+                self._hit_entry_id, self._hit_for = found.hit.entry_id, key
+            self.memory_related = [memory_view.related_row(r) for r in found.related]
+
+    @rx.event
+    def run_fresh(self):
+        """Dismiss the hit: Create discussion runs the agents as usual."""
+        self._dismissed = self._hit_entry_id
+        self.memory_hit, self._hit_entry_id, self._hit_for = NO_HIT, 0, ""
+
+    @rx.event
+    async def reuse_memory(self):
+        """Answer this question from the remembered result (no agent runs), then open the new room. The service
+        checks again that the entry is live, in this context, and that this person may open its source."""
+        if self.reusing or not self._hit_entry_id:
+            return
+        owner = await (await self.get_state(AuthState)).current_user()
+        if owner is None:
+            yield rx.redirect(f"{routes.LOGIN}?next={routes.NEW}")
+            return
+        topic, raw, key = self._asked()
+        entry_id, role = self._hit_entry_id, self.owner_role
+        self.reusing, self.memory_notice = True, ""
+        yield
+        try:
+            if key != self._hit_for:  # typed on since the hit was found: it must still be the hit for the question now
+                found = await asyncio.to_thread(memory.check, topic, raw, owner)
+                if found.hit is None or found.hit.entry_id != entry_id:
+                    self._clear_memory()
+                    self._checked = ""
+                    self.memory_notice = "The question changed, and that result does not answer it as it is now."
+                    yield NewDiscussionState.check_memory
+                    return
+            discussion = await run_db(
+                lambda: memory.reuse(entry_id, question=topic, context=raw, actor=owner, owner_role=role)
+            )
+        except InputError as err:
+            self.memory_notice = "; ".join(err.errors.values())
+            return
+        except (NotFound, Forbidden) as err:
+            self._clear_memory()
+            self.memory_notice = str(err)
+            return
+        finally:
+            self.reusing = False
+        self.errors, self.topic, self.agents = {}, "", []
+        self._forget_lookup()
         yield rx.redirect(routes.room(discussion.id or 0))
 
 

@@ -25,8 +25,9 @@ from backend.observability import viewer_active
 from backend.orchestrator.runner import get_runner
 from backend.protocols import get_protocol
 from backend.providers.offline import OFFLINE_HINT
-from backend.services import discussions, preflight, room
+from backend.services import discussions, memory, preflight, room
 from maestro_ui import routes
+from maestro_ui.projection import memory as memory_view
 from maestro_ui.projection import room as room_view
 from maestro_ui.projection.room import AgentRow, HumanRow, MessageRow, PromptRow, RoomView, StreamRow
 from maestro_ui.state.auth import AuthState, cookie_token
@@ -73,6 +74,13 @@ def _still_member(session_token: str | None, discussion_id: int, participant_id:
     user = accounts.resolve(session_token)
     member = membership.member_of(discussion_id, user) if user else None
     return member is not None and member.id == participant_id
+
+
+def _memory_source(discussion_id: int, user) -> tuple[str, str]:
+    """The link to the discussion a reused result comes from, and its label, as this person may see it ("" when
+    they are not in that discussion, or it is no longer listed)."""
+    row = memory.source_of(discussion_id, user)
+    return (routes.room(row.discussion_id), memory_view.source_label(row)) if row else ("", "")
 
 
 def check_row(item) -> CheckRow:
@@ -124,6 +132,10 @@ class RoomState(rx.State):
     people_notice: str = ""
     answering: bool = False
     audit_href: str = ""
+    # Answered from memory: the stored result of an earlier discussion, no agent ran (discussion.memory_entry_id).
+    from_memory: bool = False
+    memory_source_href: str = ""
+    memory_source_label: str = ""
 
     _did: int = 0
     _last_seq: int = 0  # the last persisted event applied to this view
@@ -211,6 +223,10 @@ class RoomState(rx.State):
         self.found = True
         self._did = did
         self.topic = discussion.topic
+        self.from_memory = discussion.memory_entry_id is not None
+        self.memory_source_href, self.memory_source_label = (
+            await run_db(_memory_source, discussion.id, user) if self.from_memory else ("", "")
+        )
         self.vote_rule = discussion.vote_rule or ""
         self.protocol_label = get_protocol(discussion.protocol).label
         self._seen = {p.id or 0: p.last_seen_at.timestamp() for p, _u in people if p.last_seen_at}

@@ -138,14 +138,17 @@ async def test_an_approved_decision_is_reused_for_the_same_question_in_the_same_
     # Nobody outside the source discussion is shown its result.
     outsider = person("olive")
     assert memory_service.check(asked, same_context, outsider).hit is None
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):  # not even told that it exists
         memory_service.reuse(entry.id, question=asked, context=same_context, actor=outsider)
+    with pytest.raises(NotFound):
+        memory_service.forget(entry.id, outsider)
     # A reuse in another context is refused even with the entry's id.
     with pytest.raises(InputError, match="another context"):
         memory_service.reuse(entry.id, question=asked, context={}, actor=p["pat"])
-    # The related list of a new, different question names the decision.
-    related = memory_service.check("How should Apollo back up its database?", APOLLO_CONTEXT, p["sam"]).related
-    assert did in [r.discussion_id for r in related]
+    # Another question on the same subject is related, never a hit: backing up Apollo's database is not choosing it.
+    other = memory_service.check("How should Apollo back up its database?", APOLLO_CONTEXT, p["sam"])
+    assert other.hit is None and did in [r.discussion_id for r in other.related]
+    assert did in [r.discussion_id for r in near.related]
 
 
 async def test_sending_the_decision_back_stops_serving_it_at_once(database, bus, scripted):

@@ -41,6 +41,7 @@ from backend.db import get_engine, reset_engine, session_scope
 from backend.deliberation import decisions
 from backend.events.bus import InProcessBus, set_bus
 from backend.humans import accounts, instance, membership, polls, prompts, signup_invites
+from backend.memory import recall, store
 from backend.models import AuditEntry, Discussion, Message, Participant
 from backend.orchestrator.runner import Runner, set_runner
 from backend.services.discussions import AgentSpec, create_discussion
@@ -68,6 +69,7 @@ PAGE_OF = {  # the page each state class belongs to (its on_load events run befo
     "AccountState": "account",
     "JoinState": "join/[join_token]",
     "AuthState": "login",
+    "MemoryState": "memory",
 }
 
 
@@ -79,6 +81,7 @@ class World:
     did: int  # Sam's room, ready to run (Sam must approve, Olive observes): a prompt, a poll, join links, a failed turn
     gate_did: int  # Sam's second room, awaiting his sign-off of decision `decision_id`
     decision_id: int
+    memory_entry_id: int  # memory keeps the gate room's decision (Sam's and Olive's to see; Sam's to forget)
     prompt_id: int
     poll_id: int
     option: str
@@ -146,7 +149,11 @@ def build_world(db_url: str) -> World:
         row = s.get(Discussion, gate.id)
         row.status = "awaiting_approval"
         s.add(row)
+        s.flush()
+        memory_entry_id = store.remember(s, gate.id, decided_by="Sam").id
     decision_id = decisions.latest(gate.id)["id"]
+    recall.reset_for_tests()  # this process's hot tier belongs to another test's database
+    recall.sync()  # the entry's vector is stored now, not by the first lookup (a read must not write)
 
     signup_invites.create(root, note="the team")
     signup_link_id = signup_invites.list_links(root)[0].id
@@ -158,6 +165,7 @@ def build_world(db_url: str) -> World:
         did=d.id,
         gate_did=gate.id,
         decision_id=decision_id,
+        memory_entry_id=memory_entry_id,
         prompt_id=prompt.prompt_id,
         poll_id=poll.id,
         option=poll.options[0]["id"],
@@ -262,6 +270,17 @@ def _new_form(root, w: World) -> None:
     new.agents = [{"persona": "architect", "provider": "offline", "model": "smollm2-135m-instruct", "base_url": ""}]
 
 
+def _context_form(root, w: World) -> None:
+    _sub(root, "NewDiscussionState").context["team_size"] = "small"
+
+
+def _memory_hit(root, w: World) -> None:
+    """The form as it stands once memory found the gate room's decision for the question typed."""
+    new = _sub(root, "NewDiscussionState")
+    new.topic = "Gate: should we ship Apollo?"
+    new._hit_entry_id, new._hit_for = w.memory_entry_id, new._asked()[2]
+
+
 def _gate(w: World) -> dict:
     return {"discussion_id": str(w.gate_did)}
 
@@ -347,6 +366,19 @@ HANDLERS: dict[str, Act] = {
     "NewDiscussionState.create": Act(
         under=None, who="mallory", prep=_new_form, control=True, why="any signed-in person may start a discussion"
     ),
+    "NewDiscussionState.set_context_field": Act(args=lambda w: ("team_size", "small"), why=PAGE_ONLY),
+    "NewDiscussionState.save_default_context": Act(
+        under=None, who="mallory", prep=_context_form, control=True, why=OWN
+    ),
+    "NewDiscussionState.check_memory": Act(
+        prep=_memory_hit, why="reads memory as the caller may see it: results from discussions they are in only"
+    ),
+    "NewDiscussionState.run_fresh": Act(prep=_memory_hit, why=PAGE_ONLY),
+    "NewDiscussionState.reuse_memory": Act(prep=_memory_hit, control=True),
+    # Deliberation memory: everyone sees results from their own discussions; the source's owner forgets one.
+    "MemoryState.load": Act(why="lists only results from the caller's own discussions"),
+    "MemoryState.forget": Act(args=lambda w: (w.memory_entry_id,), under="olive", control=True),
+    "DecisionPageState.load_related": Act(why=READS),
     # The instance admin's: the persona library, the sign-up policy, caps and links.
     "PersonasState.load": Act(who="root", why="everyone reads the persona library"),
     "PersonasState.save": Act(
@@ -562,7 +594,8 @@ async def test_every_reflex_handler_refuses_the_anonymous_and_the_under_privileg
             if act.under:
                 with kept_database(w.db_path):
                     root, route, query = await open_tab(w, cls, act, w.tokens[act.under], skip_load=skip)
-                    if act.under == "olive":  # her tab is a member's: the room is loaded, the refusal is her role's
+                    # Olive's tab on a room page is a member's: the room is loaded, the refusal is her role's.
+                    if act.under == "olive" and "discussion_id" in query:
                         assert _sub(root, "RoomState")._did == int(query["discussion_id"]), name
                     await refused(name, act.under, root, cls, handler, args, non_member=act.under == "mallory")
             if act.control:
@@ -684,6 +717,36 @@ ROUTES: dict[str, Call] = {
     ),
     "GET /api/discussions/{discussion_id:int}/events": Call(
         lambda w: _room(w, "/events"), under=("mallory",), why="a member's live stream stays open: Olive may follow"
+    ),
+    # Memory: results from the discussions the caller is in, and nobody else's (Mallory's 200 must not show them).
+    "POST /api/memory/check": Call(
+        lambda w: "/api/memory/check",
+        body=lambda w: {"question": f"Gate {SECRET}: ship Apollo?"},
+        under=("mallory",),
+        reads=("olive",),
+        refused=(200, 401),
+        why="reads only; any signed-in person may look, and sees only results from discussions they are in",
+    ),
+    "GET /api/memory": Call(
+        lambda w: "/api/memory",
+        under=("mallory",),
+        reads=("olive",),
+        refused=(200, 401),
+        why="lists only results from discussions the caller is in",
+    ),
+    "DELETE /api/memory/{entry_id:int}": Call(
+        lambda w: f"/api/memory/{w.memory_entry_id}",
+        control=True,
+        why="the owner of the source discussion (or the instance admin) forgets a result",
+    ),
+    "GET /api/me/context": Call(lambda w: "/api/me/context", under=(), why="reads the caller's own default context"),
+    "PUT /api/me/context": Call(
+        lambda w: "/api/me/context",
+        body=lambda w: {"security_level": "high", "team_size": "small"},
+        under=(),
+        who="mallory",
+        control=True,
+        why=OWN,
     ),
 }
 
