@@ -43,6 +43,7 @@ from .schemas import (
     NewDiscussionIn,
     NotReadyOut,
     ParticipantOut,
+    RevisitIn,
     RunOut,
     SignOffIn,
     StatusOut,
@@ -333,3 +334,15 @@ async def sign_off(body: SignOffIn, the: InDiscussion, decision_id: ItemId) -> d
     decision card as it now stands."""
     await room.sign_off(discussion_id=the.discussion_id, decision_id=decision_id, actor=the.user, **body.model_dump())
     return await run_db(decisions.get_card, decision_id)
+
+
+@router.post(
+    ONE + "/decision/revisit", status_code=202, response_model=StatusOut, responses=WRITES, summary="Send back"
+)
+async def revisit(body: RevisitIn, the: InDiscussion) -> dict:
+    """Send a settled decision back for more discussion (the must-approve person or the owner): memory stops serving
+    it at once, the agents run the extra rounds and the room decides a new version."""
+    await room.revisit(
+        discussion_id=the.discussion_id, actor=the.user, question=body.question, extra_rounds=body.extra_rounds
+    )
+    return {"status": "running"}

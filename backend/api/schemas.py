@@ -100,6 +100,11 @@ class SignOffIn(_Body):
     client_id: str = Field(default="", max_length=80)
 
 
+class RevisitIn(_Body):
+    question: str = Field(description="what the room should discuss again", max_length=2000)
+    extra_rounds: int = Field(default=1, description="1 to 5 more rounds")
+
+
 # --- answers ------------------------------------------------------------------------------------------------------
 
 

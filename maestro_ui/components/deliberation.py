@@ -346,6 +346,35 @@ def _sign_off_form() -> rx.Component:
     )
 
 
+def _send_back_form() -> rx.Component:
+    """Once the decision is settled: the must-approve person or the owner can send it back for more discussion."""
+    return rx.form(
+        rx.vstack(
+            rx.text("Revisit this decision", weight="bold", size="2"),
+            rx.input(name="question", placeholder="What should the room discuss again?", width="100%", max_length=2000),
+            rx.flex(
+                rx.input(name="extra_rounds", type="number", min="1", max="5", default_value="1", width="6em"),
+                rx.button(
+                    "Send back for more discussion", type="submit", disabled=D.signing, variant="soft", id="send-back"
+                ),
+                spacing="2",
+                align="center",
+                wrap="wrap",
+            ),
+            rx.cond(
+                D.send_back_notice != "",
+                rx.callout(D.send_back_notice, icon="circle_alert", color_scheme="red", size="1"),
+            ),
+            spacing="2",
+            width="100%",
+        ),
+        on_submit=D.send_back,
+        reset_on_submit=True,
+        width="100%",
+        id="send-back-form",
+    )
+
+
 def decision_card(with_controls: bool = True) -> rx.Component:
     """The decision: title, status, support, rationale, dissent, concerns, action plan and its sign-off."""
     return rx.cond(
@@ -404,6 +433,14 @@ def decision_card(with_controls: bool = True) -> rx.Component:
                             rx.text("Waiting for the must-approve person to sign off.", size="2", color_scheme="gray"),
                         ),
                     ),
+                ),
+                (
+                    rx.cond(
+                        (RoomState.can_approve | RoomState.is_owner) & (RoomState.status == "completed"),
+                        _send_back_form(),
+                    )
+                    if with_controls
+                    else rx.fragment()
                 ),
                 rx.link(
                     "Open the decision page",

@@ -88,6 +88,7 @@ class DeliberationState(rx.State):
     signoff_detail: str = ""
     signoff_notice: str = ""
     signing: bool = False
+    send_back_notice: str = ""
 
     _did: int = 0
 
@@ -210,5 +211,32 @@ class DeliberationState(rx.State):
             self.signoff_notice = "; ".join(err.errors.values())
         except (Forbidden, NotFound) as err:
             self.signoff_notice = str(err)
+        finally:
+            self.signing = False
+
+    @rx.event
+    async def send_back(self, form: dict):
+        """A settled decision sent back for more discussion (the must-approve person or the owner): memory stops
+        serving it at once and the agents run again."""
+        if self.signing or not self.decision_id:
+            return
+        try:
+            rounds = int(form.get("extra_rounds") or 1)
+        except ValueError:
+            self.send_back_notice = "Rounds must be a whole number."
+            return
+        self.signing, self.send_back_notice = True, ""
+        yield
+        try:
+            await room.revisit(
+                discussion_id=self._did,
+                actor=await self._actor(),
+                question=str(form.get("question", "")),
+                extra_rounds=rounds,
+            )
+        except InputError as err:
+            self.send_back_notice = "; ".join(err.errors.values())
+        except (Forbidden, NotFound) as err:
+            self.send_back_notice = str(err)
         finally:
             self.signing = False

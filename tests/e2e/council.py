@@ -112,6 +112,15 @@ class CouncilServer(WireServer):
         return self.script.ok([answer(request.body)])
 
 
+# The running council (by vendor), so a test can count the model calls the app made.
+SERVERS: dict[str, CouncilServer] = {}
+
+
+def model_calls() -> int:
+    """Model calls the app has made so far, on every vendor (the GETs listing models are not calls)."""
+    return sum(1 for server in SERVERS.values() for r in list(server.requests) if r.method == "POST")
+
+
 @contextmanager
 def council() -> Iterator[dict[str, str]]:
     """Start the three servers; yields the environment that points the app's SDKs at them."""
@@ -119,6 +128,8 @@ def council() -> Iterator[dict[str, str]]:
         anthropic = stack.enter_context(CouncilServer(AnthropicScript, AnthropicScript.models(["claude-sonnet-4-6"])))
         openai = stack.enter_context(CouncilServer(OpenAIScript, OpenAIScript.models(["gpt-5.4-mini"])))
         gemini = stack.enter_context(CouncilServer(GeminiScript, GeminiScript.models(["gemini-2.5-flash"])))
+        SERVERS.update(anthropic=anthropic, openai=openai, gemini=gemini)
+        stack.callback(SERVERS.clear)
         yield {
             "ANTHROPIC_API_KEY": "sk-ant-local-wire-server",
             "ANTHROPIC_BASE_URL": anthropic.url,

@@ -343,6 +343,14 @@ HANDLERS: dict[str, Act] = {
         query=_gate,
         control=True,
     ),
+    "DeliberationState.send_back": Act(
+        args=lambda w: ({"question": "Still right?", "extra_rounds": "1"},),
+        under="olive",
+        prep=_room_ready,
+        query=_gate,
+        why="the gate room waits for its sign-off, so the owner's own call is refused too (only a settled decision "
+        "is sent back); tests/integration/test_memory.py sends a settled one back and refuses a decision maker",
+    ),
     # Pages that read.
     "AuditState.load": Act(why=READS),
     "AuditState.older": Act(prep=_older_pages, why=READS),
@@ -714,6 +722,12 @@ ROUTES: dict[str, Call] = {
         lambda w: f"/api/discussions/{w.gate_did}/decisions/{w.decision_id}/sign-off",
         body=lambda w: {"outcome": "approved", "client_id": "api-sign"},
         control=True,
+    ),
+    "POST /api/discussions/{discussion_id:int}/decision/revisit": Call(
+        lambda w: f"/api/discussions/{w.gate_did}/decision/revisit",
+        body=lambda w: {"question": "Still right?"},
+        why="the gate room waits for its sign-off, so the owner's own call is refused too (only a settled decision "
+        "is sent back); tests/integration/test_memory.py sends a settled one back",
     ),
     "GET /api/discussions/{discussion_id:int}/events": Call(
         lambda w: _room(w, "/events"), under=("mallory",), why="a member's live stream stays open: Olive may follow"
