@@ -33,7 +33,7 @@ from backend.events.schema import (
 
 if TYPE_CHECKING:  # the memory modules load only when a debate looks in memory
     from backend.memory.context import DiscussionContext
-    from backend.memory.recall import Recall, Remembered
+    from backend.memory.results import Recall, Remembered
 
 app = typer.Typer(help="Maestro: several AI agents and people think a question through together.", no_args_is_help=True)
 console = Console()
@@ -157,7 +157,7 @@ def _quiet_model_loading() -> None:
 def _look_up(topic: str, context: DiscussionContext) -> Recall:
     """services.memory.check as the operator; a failure inside memory is said and the debate runs fresh."""
     from backend.errors import InputError
-    from backend.memory.recall import Recall
+    from backend.memory.results import Recall
     from backend.services import memory
 
     _quiet_model_loading()

@@ -5,17 +5,17 @@
       plan        the product plan's design: embed `task |CONTEXT| json(context)`, a hit at cosine >= 0.92;
       task+ctx    embed the task only, contexts filtered exactly (canonical key), a hit at cosine >= 0.92;
       ours        contexts filtered exactly, `question_text` embedded, `backend.memory.match.judge` (calibrated
-                  threshold + the guard). For identical and paraphrase the figure is repeats found; for every
-                  near-miss kind (number, date, negation, name, qualifier, context) it is wrong hits.
+                  threshold + the guard + the verifier). For identical and paraphrase the figure is repeats found;
+                  for every near-miss kind (number, date, negation, name, qualifier, context, scope) it is wrong hits.
     Then every pair of two different questions of the set (not labelled as one question) scored by "ours": a
-    rough view of what the threshold lets through when the guard has nothing structured to catch.
-(b) Hit-path latency: embedding the asked question + index search in its context key + the guard on the best
-    candidates, p50/p95 over >= 200 queries, with 1,000 and with 100,000 entries in the searched key (random unit
+    rough view of what the threshold lets through when neither the guard nor the verifier catches a difference.
+(b) Hit-path latency: embedding the asked question + index search in its context key + `judge` (the guard and the
+    verifier) on the best candidates, p50/p95 over >= 200 queries, with 1,000 and with 100,000 entries in the searched key (random unit
     vectors plus the real stored questions; one key holding everything is the worst case for an exact search).
 (c) With --compare-libraries: the exact numpy index against faiss-cpu (IndexFlatIP) and usearch (HNSW), if they
     are importable (they are not project dependencies; e.g. `pip install --target /tmp/vec faiss-cpu usearch` and
     PYTHONPATH=/tmp/vec).
-(d) Replay savings: not written yet (see `replay_savings`).
+(d) Replay savings: the labelled questions replayed once with memory and once without (bench/memory_replay.py).
 
 A benchmark, not a test: it prints figures and is not run in CI. It exits 1 when "ours" misses a target of the
 issue (wrong hits <= 1% of near-misses, >= 90% of paraphrases found, 100% of identical, hit path p95 <= 50 ms).
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from backend.memory import embedder, guard  # noqa: E402
+from backend.memory import embedder, guard, verifier  # noqa: E402
 from backend.memory.context import parse_context  # noqa: E402
 from backend.memory.embedder import embed, unavailable  # noqa: E402
 from backend.memory.index import VectorIndex  # noqa: E402
@@ -50,7 +50,7 @@ from backend.memory.match import HIT_THRESHOLD, judge, question_text  # noqa: E4
 CASES = ROOT / "tests" / "memory" / "cases.json"
 PLAN_THRESHOLD = 0.92
 REPEAT_KINDS = ("identical", "paraphrase")
-NEAR_MISS_KINDS = ("number", "date", "negation", "name", "qualifier", "context")
+NEAR_MISS_KINDS = ("number", "date", "negation", "name", "qualifier", "context", "scope")
 TARGET_WRONG = 0.01
 TARGET_PARAPHRASE = 0.90
 TARGET_P95_MS = 50.0
@@ -110,6 +110,7 @@ def confusion(cases: list[dict]) -> dict[str, dict[str, tuple[int, int]]]:
     print("(a) Confusion per kind on the labelled set: repeats found (identical, paraphrase), wrong hits (the rest)")
     print(
         f"    {len(cases)} cases; plan and task+ctx hit at cosine >= {PLAN_THRESHOLD}; ours at {HIT_THRESHOLD} + guard"
+        " + verifier"
     )
     print(f"    {'kind':<11} {'what':<11}" + "".join(f"{d:>16}" for d in designs))
     for kind in (*REPEAT_KINDS, *NEAR_MISS_KINDS):
@@ -153,7 +154,7 @@ def distinct_pairs(cases: list[dict]) -> None:
     questions = sorted(parent)
     vectors = embed([question_text(q) for q in questions])
     sims = vectors @ vectors.T
-    pairs = above = refused = hits = 0
+    pairs = above = refused = verified = hits = 0
     shown = []
     for i in range(len(questions)):
         for j in range(i + 1, len(questions)):
@@ -164,14 +165,16 @@ def distinct_pairs(cases: list[dict]) -> None:
                 continue
             above += 1
             verdict = judge(questions[i], questions[j], float(sims[i, j]))
-            if verdict.kind == "near_miss":
+            if verdict.kind == "near_miss" and guard.differences(questions[i], questions[j]):
                 refused += 1
+            elif verdict.kind == "near_miss":
+                verified += 1
             else:
                 hits += 1
                 shown.append((float(sims[i, j]), questions[i], questions[j]))
     print(
         f"    different questions of the set: {pairs:,} pairs; {above} at cosine >= {HIT_THRESHOLD}, of which the "
-        f"guard refused {refused} and {hits} would be hits"
+        f"guard refused {refused}, the verifier {verified}, and {hits} would be hits"
     )
     print(
         "    (some of those are the same question labelled in two cases; the rest are the risk the threshold carries)"
@@ -204,9 +207,12 @@ def latency(cases: list[dict], sizes: list[int], queries: int, seed: int = 7) ->
     real = embed([question_text(q) for q in stored])
     rng = np.random.default_rng(seed)
     key = "bench-context"
-    print(f"(b) Hit path: embed the asked question + search its context key (k=5) + the guard, {queries} queries")
+    print(
+        f"(b) Hit path: embed the asked question + search its context key (k=5) + judge (guard + verifier), "
+        f"{queries} queries"
+    )
     print(f"    {'entries':>9} {'total p50':>10} {'p95':>8} {'max':>8} | {'embed p50':>9} {'p95':>7} | "
-          f"{'search p50':>10} {'p95':>7} | {'guard p50':>9} {'p95':>7}")  # fmt: skip
+          f"{'search p50':>10} {'p95':>7} | {'judge p50':>9} {'p95':>7}")  # fmt: skip
     result = {}
     for size in sizes:
         index = VectorIndex()
@@ -218,6 +224,8 @@ def latency(cases: list[dict], sizes: list[int], queries: int, seed: int = 7) ->
         for j, v in enumerate(filler):
             index.add(len(stored) + j, key, v)
         guard.read.cache_clear()
+        verifier.ask.cache_clear()
+        verifier.aspects.cache_clear()
         totals, embeds, searches, guards = [], [], [], []
         embed([question_text("warm up the model")])
         for n in range(queries):
@@ -325,11 +333,14 @@ def _compare_at(size: int, queries: int, k: int, rng: np.random.Generator) -> No
 def replay_savings(args: argparse.Namespace) -> bool:
     """(d) The issue's verified savings: replay >= 200 questions with repeats and near-misses, with and without memory.
 
-    To be written with the services (the lead's part): print hit rate, wrong hits, provider calls, tokens, cost and
-    wall time saved; return False when a target is missed.
+    Both passes run the real engine against a local streaming model server (bench/memory_replay.py): hit rate, wrong
+    hits, provider calls, tokens, cost and wall time; False when memory served a wrong hit or saved no call.
     """
-    print("(d) Replay savings: not measured yet")
-    return True
+    if args.skip_replay:
+        return True
+    from memory_replay import replay_savings as replay
+
+    return replay(args.replay_rate, args.replay_tokens)
 
 
 def _torch_threads() -> int | str:
@@ -354,6 +365,9 @@ def main() -> int:
         default=0,
         help="torch intra-op threads for the embedding (0: leave as the app does)",
     )
+    parser.add_argument("--skip-replay", action="store_true", help="skip (d), the two-pass replay (~5 min)")
+    parser.add_argument("--replay-rate", type=float, default=1000, help="(d): the model server's tokens per second")
+    parser.add_argument("--replay-tokens", type=int, default=120, help="(d): tokens per agent reply")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"cpus: {os.cpu_count()}, load average: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")

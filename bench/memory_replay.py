@@ -33,7 +33,7 @@ CASES = ROOT / "tests" / "memory" / "cases.json"
 PRICE_IN, PRICE_OUT = 0.15 / 1e6, 0.60 / 1e6  # gpt-4o-mini, $ per token (backend/providers/pricing.py)
 
 
-def workload(seed: int = 5) -> tuple[list[tuple[str, dict]], dict[tuple[str, str], str]]:
+def workload(seed: int = 5, n_cases: int | None = None) -> tuple[list[tuple[str, dict]], dict[tuple[str, str], str]]:
     """The questions in order, and which labelled class each (question, context) belongs to.
 
     Two questions are the same question when the set says so for some case, or through a chain of cases (the set
@@ -43,6 +43,8 @@ def workload(seed: int = 5) -> tuple[list[tuple[str, dict]], dict[tuple[str, str
 
     cases = json.loads(CASES.read_text())
     rng = random.Random(seed)
+    if n_cases is not None:
+        cases = rng.sample(cases, min(n_cases, len(cases)))
     parent: dict[tuple[str, str], tuple[str, str]] = {}
 
     def node(side: dict) -> tuple[str, str]:
@@ -153,11 +155,11 @@ async def _one_pass(questions, same, *, memory: bool, server, rate: float, token
     }
 
 
-def replay_savings(rate: float = 1000, tokens_per_reply: int = 120) -> bool:
+def replay_savings(rate: float = 1000, tokens_per_reply: int = 120, n_cases: int = 130) -> bool:
     """Both passes in one run; prints the comparison; True when memory saved without a wrong hit."""
     from openai_stream_server import StreamServer, make_tokens
 
-    questions, same = workload()
+    questions, same = workload(n_cases=n_cases)
     with StreamServer(make_tokens(tokens_per_reply)) as server:
         without = asyncio.run(
             _one_pass(questions, same, memory=False, server=server, rate=rate, tokens_per_reply=tokens_per_reply)
@@ -190,8 +192,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rate", type=float, default=1000, help="tokens per second of the local model server")
     ap.add_argument("--tokens", type=int, default=120, help="tokens per agent reply")
+    ap.add_argument(
+        "--cases", type=int, default=130, help="labelled cases to build the workload from (~2 questions each)"
+    )
     a = ap.parse_args()
-    return 0 if replay_savings(a.rate, a.tokens) else 1
+    return 0 if replay_savings(a.rate, a.tokens, a.cases) else 1
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from backend.db import run_db
 from backend.deliberation import decisions
 from backend.errors import Forbidden, NotFound
 from backend.humans import polls, prompts
-from backend.memory.recall import Recall, Remembered
+from backend.memory.results import Recall, Remembered
 from backend.models import Message, Participant
 from backend.services import discussions, memory, preflight, room, transcript
 from backend.services.discussion_input import agent_specs

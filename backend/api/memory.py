@@ -16,7 +16,7 @@ from starlette.responses import Response
 from backend.db import run_db
 from backend.errors import Forbidden, InputError, NotFound, TooManyAttempts
 from backend.memory.context import DiscussionContext, parse_context
-from backend.memory.recall import Recall, Remembered
+from backend.memory.results import Recall, Remembered
 from backend.models import User
 from backend.services import memory
 

@@ -20,8 +20,8 @@ from difflib import SequenceMatcher
 from functools import lru_cache
 from typing import Literal, NamedTuple
 
-Kind = Literal["number", "date", "negation", "name", "qualifier"]
-KINDS: tuple[Kind, ...] = ("number", "date", "negation", "name", "qualifier")
+Kind = Literal["number", "date", "negation", "name", "qualifier", "scope"]  # "scope": backend.memory.verifier
+KINDS: tuple[Kind, ...] = ("number", "date", "negation", "name", "qualifier")  # what the guard itself finds
 
 
 class Difference(str):

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import datetime
 
 import numpy as np
 from sqlmodel import Session, col, select
@@ -23,45 +21,12 @@ from backend.db import session_scope
 from backend.memory import embedder, match
 from backend.memory.context import DiscussionContext
 from backend.memory.index import VectorIndex
+from backend.memory.results import Recall, Remembered
 from backend.models import MemoryEntry, Participant
 from backend.models.base import as_utc, utcnow
 
 SHORTLIST = 8
 RELATED = 5
-
-
-@dataclass(frozen=True)
-class Remembered:
-    """A remembered result as a person is shown it: what, when, by whom, how close, what reuse saves."""
-
-    entry_id: int
-    discussion_id: int
-    question: str
-    context: dict
-    outcome: str
-    kind: str
-    decided_by: str
-    decided_at: datetime
-    similarity: float
-    saves_usd: float
-    saves_tokens: int
-    saves_seconds: float
-    reasons: tuple[str, ...] = ()
-
-    @property
-    def match_percent(self) -> int:
-        return int(self.similarity * 100)
-
-
-@dataclass(frozen=True)
-class Recall:
-    """What memory has for a question: a hit to reuse (or None), related decisions, and near-misses it refused."""
-
-    hit: Remembered | None = None
-    related: list[Remembered] = field(default_factory=list)
-    refused: list[Remembered] = field(default_factory=list)
-    unavailable: str | None = None  # why memory could not look (model did not load, switched off)
-    seconds: float = 0.0
 
 
 _index = VectorIndex()

@@ -23,12 +23,29 @@ from backend.humans.posts import append_post
 from backend.humans.roles import Permission, parse_role
 from backend.memory import store
 from backend.memory.context import DiscussionContext, parse_context
-from backend.memory.recall import Recall, Remembered, recall
+from backend.memory.results import Recall, Remembered
 from backend.models import Discussion, DiscussionStatus, MemoryEntry, Participant, ParticipantKind, User
 from backend.models.base import as_utc, utcnow
 from backend.services.discussions import MAX_TOPIC_CHARS
 
 MEMORY_AUTHOR = "Memory"
+
+
+def prepare() -> None:
+    """A page that will look questions up soon (the New discussion form) starts loading the model in a background
+    thread, so the first banner does not wait for it; the app's start-up never does."""
+    from backend.config import get_settings
+    from backend.memory import embedder
+
+    if get_settings().memory_enabled:
+        embedder.warm_up()
+
+
+def recall(question: str, context: DiscussionContext, **how) -> Recall:
+    """The lookup, imported on first use: numpy, the index and the model stay out of the app's start-up."""
+    from backend.memory.recall import recall as look_up
+
+    return look_up(question, context, **how)
 
 
 def _checked_question(question: str) -> str:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TypedDict
 
 from backend.memory.context import SECURITY_LEVELS, TEAM_SIZES, parse_context
-from backend.memory.recall import Remembered
+from backend.memory.results import Remembered
 from backend.models.base import as_utc, utcnow
 from backend.services.memory import MemoryRow
 

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from backend.db import run_db
 from backend.errors import Forbidden, InputError, NotFound
-from backend.memory.recall import Recall
+from backend.memory.results import Recall
 from backend.protocols.templates import TEMPLATES
 from backend.providers import registry
 from backend.services import memory
@@ -101,6 +101,7 @@ class NewDiscussionState(rx.State):
     @rx.event
     async def load(self):
         """Offer the persona library and the providers this server can reach."""
+        memory.prepare()
         self.personas = [Option(value=p.key, label=p.name) for p in await run_db(list_personas)]
         status = registry.provider_status()
         self.providers = [

@@ -1,6 +1,7 @@
 """Memory serves a past decision only for the same question in the same context: the issue's targets on the labelled
 set with the real all-MiniLM-L6-v2 model (wrong hits <= 1% of near-misses, >= 90% of paraphrases, every identical
-repeat), and the guard's reasons one kind at a time."""
+repeat), the guard's reasons one kind at a time, and the verifier that tells another question on the same subject
+("back up Apollo's database" / "choose it") from a rewording."""
 
 from __future__ import annotations
 
@@ -11,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from backend.memory import embedder
+from backend.memory import embedder, verifier
 from backend.memory.context import parse_context
 from backend.memory.guard import KINDS, Difference, differences
 from backend.memory.match import HIT_THRESHOLD, RELATED_THRESHOLD, Verdict, judge, question_text
 
 CASES = Path(__file__).resolve().parent.parent / "memory" / "cases.json"
-NEAR_MISS_KINDS = ("number", "date", "negation", "name", "qualifier", "context")
-MINIMUM = {"identical": 15, "paraphrase": 50, "number": 15, "date": 12, "negation": 12, "name": 12, "qualifier": 10,
-           "context": 15}  # fmt: skip
+NEAR_MISS_KINDS = ("number", "date", "negation", "name", "qualifier", "context", "scope")
+MINIMUM = {"identical": 15, "paraphrase": 60, "number": 15, "date": 12, "negation": 12, "name": 12, "qualifier": 10,
+           "context": 15, "scope": 25}  # fmt: skip
 
 
 def _cases() -> list[dict]:
@@ -117,6 +118,32 @@ def test_a_same_context_near_miss_above_the_threshold_is_refused_with_its_reason
     assert all(v.reasons and v.similarity >= HIT_THRESHOLD for v in refused)
 
 
+def test_every_scope_near_miss_is_refused_and_the_verifier_refuses_the_ones_the_guard_lets_through(served):
+    rows = [(c, v) for c, v in served if c["kind"] == "scope"]
+    wrong = [(c, v) for c, v in rows if _is_hit(v)]
+    assert not wrong, "scope near-misses served:\n" + _show(wrong)
+    above = [(c, v) for c, v in rows if v.similarity >= HIT_THRESHOLD]
+    assert len(above) >= 10, "too few scope cases reach the threshold to exercise the verifier"
+    caught = [(c, v) for c, v in above if not differences(c["asked"]["question"], c["stored"]["question"])]
+    assert caught, "the guard alone refused every scope case: the verifier was not exercised"
+    for case, verdict in caught:
+        assert verdict.kind == "near_miss" and verdict.reasons, case
+        assert verdict.reasons == tuple(verifier.differences(case["asked"]["question"], case["stored"]["question"]))
+
+
+def test_the_verifier_refuses_no_paraphrase_it_is_asked_about(served):
+    """Every repeat that reaches the threshold and passes the guard is one question for the verifier too."""
+    refused = [
+        (c, v)
+        for c, v in served
+        if c["kind"] in ("identical", "paraphrase")
+        and v.similarity >= HIT_THRESHOLD
+        and not differences(c["asked"]["question"], c["stored"]["question"])
+        and verifier.differences(c["asked"]["question"], c["stored"]["question"])
+    ]
+    assert not refused, "paraphrases the verifier calls another question:\n" + _show(refused)
+
+
 def test_another_context_is_never_a_hit_even_for_the_identical_question(served):
     rows = [(c, v) for c, v in served if c["kind"] == "context"]
     assert rows and all(v is None for _, v in rows)
@@ -139,6 +166,12 @@ def test_judge_bands():
     assert judge(q, q, RELATED_THRESHOLD).kind == "related"
     assert judge(q, q, RELATED_THRESHOLD - 0.001).kind == "miss"
     assert RELATED_THRESHOLD < HIT_THRESHOLD
+    # the issue's case: same subject, another question, cosine 0.747 and nothing for the guard
+    other = judge("How should Apollo back up its database?", q, 0.747)
+    assert other.kind == "near_miss"
+    assert other.reasons == ("asks about 'backup', which the remembered question does not",)
+    # below the hit threshold the verifier is not asked: a near-miss stays related
+    assert judge("How should Apollo back up its database?", q, 0.70).kind == "related"
 
 
 def test_question_text_makes_spellings_one_and_never_adds_the_context():
@@ -254,3 +287,122 @@ def test_the_guard_takes_odd_input_without_failing():
     for text in ("", "   ", "?", "1,000,000,000,000", "$", "Q9 2099 FY", "💥 rocket launch 🚀", "a" * 10_000, "v" * 3):
         assert isinstance(differences(text, "Choose a database"), list)
     assert differences("", "") == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the verifier: what a question asks, and which aspect of its subject it decides
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("Should we split the monolith into microservices?", "whether"),
+        ("Is it time to leave Heroku for AWS?", "whether"),
+        ("Do we need a staging environment?", "whether"),
+        ("SSR for the storefront: yes or no?", "whether"),
+        ("How should we split the monolith into microservices?", "how"),
+        ("What's the best way to run database migrations safely?", "how"),
+        ("What is our strategy for database backups?", "how"),
+        ("Design a cache for 10 million daily active users", "how"),
+        ("Choose a database for Apollo", "which"),
+        ("Which database should Apollo use?", "which"),
+        ("Where should we host the marketing website?", "which"),
+        ("Should we use PostgreSQL or MongoDB for profiles?", "which"),
+        ("We want to leave Jenkins; which CI should replace it?", "which"),
+        ("For the iOS app, should we bring in a contractor or hire full-time?", "which"),
+        ("Who should own the API gateway?", "who"),
+        ("Which team should be responsible for the checkout service?", "who"),
+        ("When should we deprecate the old mobile API?", "when"),
+        ("What's the timeline for deprecating the old mobile API?", "when"),
+        ("How much does Datadog cost?", "amount"),
+        ("How many on-call engineers do we need per shift?", "amount"),
+        ("What's the right number of on-call engineers per shift?", "amount"),
+        ("How long should we retain order events in Kafka?", "amount"),
+        ("Monorepo or not?", "unknown"),
+        ("", "unknown"),
+    ],
+)
+def test_the_verifier_reads_what_a_question_asks(question, expected):
+    assert verifier.ask(question) == expected
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("How should Apollo back up its database?", {"backup"}),
+        ("Choose a database for Apollo", set()),
+        ("How much will Snowflake cost us?", {"cost"}),
+        ("Who should own the API gateway?", {"ownership"}),
+        ("Should we run our own Kafka cluster or use Confluent Cloud?", {"hosting"}),  # "our own" is not owning
+        ("Should we hire a designer for the product team?", {"hiring"}),
+        ("Does the product team need a designer?", {"hiring"}),  # people as the object of "need"
+        ("Should we add two backend engineers ahead of launch?", {"hiring"}),
+        ("Should we train the platform team in DevOps?", {"training"}),
+        ("Should customers log in with SSO?", set()),  # logging in is not logging
+        ("Should we use a document database for the catalog?", set()),  # nor is a document database documentation
+        ("Should we pay down tech debt this quarter?", set()),  # nor paying debt down a cost
+        ("How do we migrate Apollo's data to PostgreSQL?", {"migration"}),
+        ("Should we migrate from Heroku to AWS?", set()),  # in a yes/no question, moving to X is adopting X
+        ("Pick a logging and monitoring stack for production", {"logging", "monitoring"}),
+    ],
+)
+def test_the_verifier_reads_the_aspects_a_question_decides(question, expected):
+    assert verifier.aspects(question) == expected
+
+
+@pytest.mark.parametrize(
+    ("asked", "stored", "reason"),
+    [
+        ("How should Apollo back up its database?", "Choose a database for Apollo", "asks about 'backup'"),
+        ("Choose a database for Apollo", "How should Apollo back up its database?", "remembered question is about"),
+        ("How should we split the monolith into microservices?", "Should we split the monolith into microservices?",
+         "asks how to, the remembered question asks whether to"),
+        ("Which data warehouse should we set up?", "Should we set up a data warehouse?", "asks which one"),
+        ("Which team should run the API gateway?", "Which API gateway should we use?", "asks who"),
+        ("How much does Datadog cost for monitoring?", "Should we adopt Datadog for monitoring?", "'cost'"),
+        ("Should we train the platform team in DevOps?", "Should we hire a DevOps engineer for the platform team?",
+         "asks about 'training'"),
+        ("Who should maintain the design system?", "Should we adopt a design system?", "asks who"),
+        ("How should we monitor the payments service?", "How should we deploy the payments service?",
+         "asks about 'monitoring'"),
+        ("How do we scale the public API?", "How do we secure the public API?", "asks about 'scaling'"),
+        ("What should our test strategy be?", "Which CI system should we use?", "asks about 'testing'"),
+        ("How should we name our microservices?", "Should we adopt microservices?", "asks about 'naming'"),
+        ("Which feature flag service should we use?", "Should we build or buy a feature flag system?", "'sourcing'"),
+    ],
+)  # fmt: skip
+def test_the_verifier_refuses_another_question_on_the_same_subject(asked, stored, reason):
+    found = verifier.differences(asked, stored)
+    assert found and all(d.kind == "scope" for d in found)
+    assert any(reason in d for d in found), [str(d) for d in found]
+    assert verifier.differences(stored, asked), "the verifier is symmetric"
+
+
+@pytest.mark.parametrize(
+    ("asked", "stored"),
+    [
+        ("Choose a database for Apollo", "What database should we go with for the Apollo project going forward?"),
+        ("How should we back up the production database?", "What's the best way to take backups of our production database?"),
+        ("What is our strategy for database backups?", "How should we back up the database?"),
+        ("Should we migrate from Heroku to AWS?", "Is it time to leave Heroku for AWS?"),
+        ("Should we adopt GraphQL for the public API?", "Is it a good idea to move our public API to GraphQL?"),
+        ("Who should own the checkout service?", "Which team should be responsible for the checkout service?"),
+        ("How much would Datadog cost us?", "What would we end up paying for Datadog?"),
+        ("Should we hire a designer for the product team?", "Does the product team need a designer?"),
+        ("Pick a logging and monitoring stack for production", "Which observability stack should we run in production?"),
+        ("How do we version the public REST API?", "What versioning scheme should the public REST API use?"),
+        ("How do we reduce the AWS bill?", "How can we cut our AWS costs?"),
+        ("Should we run our own Kafka cluster or use Confluent Cloud?", "Self-managed Kafka or Confluent Cloud?"),
+        ("Should we run end-to-end tests on every pull request?", "Is it worth running our e2e suite on each PR?"),
+    ],
+)  # fmt: skip
+def test_the_verifier_lets_rewordings_through(asked, stored):
+    assert verifier.differences(asked, stored) == []
+    assert verifier.differences(stored, asked) == []
+
+
+def test_the_verifier_takes_odd_input_without_failing():
+    for text in ("", "   ", "?", "how", "or", "💥 rocket launch 🚀", "a" * 10_000, "Who? Why? When? How much?"):
+        assert isinstance(verifier.differences(text, "Choose a database"), list)
+    assert verifier.differences("", "") == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from backend.memory.recall import Remembered
+from backend.memory.results import Remembered
 from backend.services.memory import MemoryRow
 from maestro_ui.projection.memory import (
     UNSET,
