@@ -442,6 +442,24 @@ def memory_list(
         )
 
 
+@memory_app.command("forget")
+def memory_forget(
+    entry_id: int = typer.Argument(..., help="The entry's number, as `maestro memory list` shows it."),
+) -> None:
+    """Stop serving a remembered result (as the operator; in the app, its source's owner does this)."""
+    from backend.bootstrap import prepare_database
+    from backend.errors import NotFound
+    from backend.services import memory
+
+    prepare_database()
+    try:
+        memory.forget(entry_id, None, operator=True)
+    except NotFound as err:
+        console.print(f"[red]{escape(str(err))}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"Forgotten: #{entry_id} is no longer served.")
+
+
 @app.command()
 def personas() -> None:
     """List the persona library."""

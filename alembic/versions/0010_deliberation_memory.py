@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("decided_by", sa.String(length=120), nullable=False),
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("vector", sa.LargeBinary(), nullable=True),
+        sa.Column("vector_version", sa.Integer(), nullable=False),
         sa.Column("cost_usd", sa.Float(), nullable=False),
         sa.Column("tokens", sa.Integer(), nullable=False),
         sa.Column("model_seconds", sa.Float(), nullable=False),

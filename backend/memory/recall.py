@@ -44,14 +44,23 @@ def sync() -> None:
     with _sync_lock:
         with session_scope() as s:
             rows = s.exec(
-                select(MemoryEntry.id, MemoryEntry.context_key, MemoryEntry.question, MemoryEntry.vector)
+                select(
+                    MemoryEntry.id,
+                    MemoryEntry.context_key,
+                    MemoryEntry.question,
+                    MemoryEntry.vector,
+                    MemoryEntry.vector_version,
+                )
                 .where(col(MemoryEntry.id) > _watermark, col(MemoryEntry.invalidated_at).is_(None))
                 .order_by(col(MemoryEntry.id))
             ).all()
         if not rows:
             return
-        missing = [r for r in rows if r.vector is None]
-        vectors: dict[int, np.ndarray] = {r.id: _as_vector(r.vector) for r in rows if r.vector is not None}
+        current = match.QUESTION_TEXT_VERSION
+        missing = [r for r in rows if r.vector is None or r.vector_version != current]
+        vectors: dict[int, np.ndarray] = {
+            r.id: _as_vector(r.vector) for r in rows if r.vector is not None and r.vector_version == current
+        }
         if missing:
             computed = embedder.embed([match.question_text(r.question) for r in missing])
             if computed is None:
@@ -62,6 +71,7 @@ def sync() -> None:
                     entry = s.get(MemoryEntry, row.id)
                     if entry is not None:
                         entry.vector = vector.astype(np.float32).tobytes()
+                        entry.vector_version = current
                         s.add(entry)
         for row in rows:
             _index.add(row.id, row.context_key, vectors[row.id])
@@ -81,9 +91,19 @@ def _live(s: Session, ids: list[int], user_id: int | None) -> dict[int, MemoryEn
         mine = select(Participant.discussion_id).where(Participant.user_id == user_id)
         query = query.where(col(MemoryEntry.discussion_id).in_(mine))
     rows = {e.id: e for e in s.exec(query).all() if e.id is not None}
-    for gone in set(ids) - set(rows):
-        if user_id is None:  # not live for anyone: drop it from the shortlist for good
-            _index.remove(gone)
+    unseen = set(ids) - set(rows)
+    if unseen and user_id is not None:  # not this person's, or not live for anyone: only the latter are dropped
+        unseen -= set(
+            s.exec(
+                select(MemoryEntry.id).where(
+                    col(MemoryEntry.id).in_(unseen),
+                    col(MemoryEntry.invalidated_at).is_(None),
+                    col(MemoryEntry.expires_at) > utcnow(),
+                )
+            ).all()
+        )
+    for gone in unseen:  # sent back, forgotten, expired: off the shortlist for good
+        _index.remove(gone)
     return rows
 
 

@@ -32,6 +32,8 @@ class MemoryEntry(SQLModel, table=True):
     decided_at: datetime = timestamp_field()
     # The question's embedding (float32 unit vector); filled lazily by the first lookup that needs it.
     vector: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    # How the embedded text was prepared (backend.memory.match.QUESTION_TEXT_VERSION): another version re-embeds.
+    vector_version: int = Field(default=0)
     # What reaching the result cost: what a reuse saves.
     cost_usd: float = Field(default=0.0)
     tokens: int = Field(default=0)

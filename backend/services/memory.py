@@ -152,10 +152,16 @@ def _may_open(s, entry: MemoryEntry, actor: User) -> None:
         raise NotFound("That remembered result is no longer available; run the discussion fresh.")
 
 
-def forget(entry_id: int, actor: User | None) -> None:
-    """The owner of the source discussion (or an instance admin) stops a result from being served."""
+def forget(entry_id: int, actor: User | None, *, operator: bool = False) -> None:
+    """The owner of the source discussion (or an instance admin) stops a result from being served; `operator` is
+    the `maestro` command on the server itself, which no page or route passes."""
     with session_scope() as s:
         entry = s.get(MemoryEntry, entry_id)
+        if operator:
+            if entry is None:
+                raise NotFound(f"No remembered result {entry_id}.")
+            store.forget_entry(s, entry_id, "forgotten by the operator")
+            return
         if actor is None:
             raise Forbidden("Sign in first.")
         if entry is None or not (actor.is_admin or _member(s, entry, actor)):

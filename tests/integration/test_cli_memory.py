@@ -95,6 +95,11 @@ def test_the_same_question_in_the_same_context_streams_the_stored_result_and_cal
     assert f"#1 served  {TOPIC}" in listing and "python · high security · stack: postgresql, redis" in listing
     assert "2 hits, last " in listing and "synthesis: " in listing
 
+    # The operator forgets it: the next ask runs the agents again.
+    assert "no longer served" in _ran(maestro("memory", "forget", "1"))
+    assert maestro("memory", "forget", "99").exit_code == 1
+    assert "[MEMORY]" not in _ran(maestro("debate", TOPIC, *AGENTS, *CONTEXT)) and provider.calls == 4
+
 
 def test_fresh_another_context_and_a_near_miss_run_the_agents(provider):
     _ran(maestro("debate", TOPIC, *AGENTS, *CONTEXT))
