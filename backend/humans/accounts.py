@@ -15,7 +15,6 @@ import asyncio
 import math
 import re
 import secrets
-import unicodedata
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -32,6 +31,7 @@ from backend.db import session_scope
 from backend.errors import Forbidden, InputError, TooManyAttempts
 from backend.humans import audit, rate_limits, sign_in_limit, signup_invites, tokens
 from backend.humans.instance import read_policy
+from backend.humans.text import NAME_CHARS, clean_name
 from backend.models import AuthSession, User
 from backend.models.base import as_utc
 
@@ -84,7 +84,10 @@ def sign_up(
     if not USERNAME.match(name):
         errors["username"] = "Usernames are 2-40 characters: letters, digits, '.', '_' or '-'."
     _check_password(password, errors)
-    display = display_name_of(display_name) or name
+    display = display_name_of(display_name)
+    if display_name.strip() and not display:
+        errors["display_name"] = "Your name has no visible characters: write it with letters or leave it empty."
+    display = display or name
     if errors:
         raise InputError(errors)
     password_hash = _hasher.hash(password)
@@ -238,14 +241,10 @@ def change_password(user: User | None, current: str, new: str) -> str:
 
 
 def display_name_of(text: str) -> str:
-    """A display name as people will see it: one line, no control, bidi-override or zero-width characters (they
-    make "Approved by the CTO" + RLO + "fdp.exe" read as something else), at most 120 characters."""
-    kept = "".join(ch for ch in text if not _invisible(ch))
-    return " ".join(kept.split())[:120]
-
-
-def _invisible(ch: str) -> bool:
-    return unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs") or ch in "\u2028\u2029"
+    """A display name as people will see it (`backend.humans.text.clean_name`): NFC, one line, no control,
+    bidi or zero-width characters (they make "Approved by the CTO" + RLO + "fdp.exe" read as something else), at
+    most 120 characters. Empty when nothing visible is left; the caller decides what that means."""
+    return clean_name(text)[:NAME_CHARS].strip()
 
 
 def find_user(username: str) -> User | None:

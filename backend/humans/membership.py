@@ -23,6 +23,7 @@ from backend.events.log import append_event
 from backend.events.schema import MemberChanged
 from backend.humans import audit, rate_limits, tokens
 from backend.humans.roles import ROLE_LABELS, Permission, Role, parse_role, permissions, refusal
+from backend.humans.text import NAME_CHARS, clean_name
 from backend.models import Discussion, DiscussionStatus, Invite, Participant, ParticipantKind, Poll, PollStatus, User
 from backend.models.base import as_utc
 
@@ -35,10 +36,13 @@ LINK_MAX_USES = 1000
 
 
 def unique_name(base: str, taken: set[str]) -> str:
-    """`base`, or `base 2`, `base 3`... so names stay unique within a discussion."""
+    """`base` as people will see it (`clean_name`: an account made before names were normalised is shown without
+    its bidi or zero-width characters too), or `base 2`, `base 3`... so names stay unique within a discussion."""
+    base = clean_name(base)[:NAME_CHARS] or "Someone"
     name, n = base, 2
     while name in taken:
-        name, n = f"{base} {n}", n + 1
+        suffix = f" {n}"
+        name, n = f"{base[: NAME_CHARS - len(suffix)]}{suffix}", n + 1
     taken.add(name)
     return name
 

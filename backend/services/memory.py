@@ -21,6 +21,7 @@ from backend.humans import audit, membership, rate_limits
 from backend.humans.membership import add_owner, authorize
 from backend.humans.posts import append_post
 from backend.humans.roles import Permission, parse_role
+from backend.humans.text import clean_topic
 from backend.memory import store
 from backend.memory.context import DiscussionContext, parse_context
 from backend.memory.results import Recall, Remembered
@@ -49,11 +50,12 @@ def recall(question: str, context: DiscussionContext, **how) -> Recall:
 
 
 def _checked_question(question: str) -> str:
-    text = question.strip()
-    if not text:
-        raise InputError({"topic": "Write the question the room should discuss."})
+    """The question as create_discussion stores it (normalised: no bidi controls or zero-width characters)."""
     if len(question) > MAX_TOPIC_CHARS:
         raise InputError({"topic": f"The question is {len(question):,} characters; the limit is {MAX_TOPIC_CHARS:,}."})
+    text = clean_topic(question)
+    if not text:
+        raise InputError({"topic": "Write the question the room should discuss."})
     return text
 
 

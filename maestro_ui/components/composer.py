@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import reflex as rx
 
+from backend.config import get_settings
+from maestro_ui.components.too_long import LengthLimit
 from maestro_ui.state.room import RoomState
 from maestro_ui.state.room_actions import RoomActions
 
@@ -24,35 +26,45 @@ def composer() -> rx.Component:
     )
 
 
+def _limit() -> LengthLimit:
+    """The server's limit on a message (MAESTRO_MAX_MESSAGE_CHARS, read when the page is compiled); the server
+    checks it again on every post."""
+    return LengthLimit(
+        "composer_too_long", limit=get_settings().max_message_chars, what="That message", input_id="composer-input"
+    )
+
+
 def _form() -> rx.Component:
-    return rx.form(
-        rx.vstack(
-            rx.flex(
-                rx.text_area(
-                    placeholder="Write to the room… (@name asks an agent or a person)",
-                    value=RoomState.draft,
-                    on_change=RoomActions.set_draft,
-                    id="composer-input",
-                    name="content",
-                    flex="1",
-                    rows="2",
-                    width="100%",
-                ),
-                rx.button(
-                    rx.icon("send", size=16),
-                    "Send",
-                    type="submit",
-                    id="send-btn",
-                    loading=RoomState.posting,
-                    disabled=RoomState.posting,
-                ),
-                spacing="2",
-                direction=rx.breakpoints(initial="column", sm="row"),
-                align=rx.breakpoints(initial="stretch", sm="end"),
+    # Not a <form>: a form's submit sends every field's text with it, and a text over the socket's limit closes
+    # the socket. Send posts the draft the server already has, and only when the box's text fits.
+    limit = _limit()
+    return rx.vstack(
+        rx.flex(
+            rx.text_area(
+                placeholder="Write to the room… (@name asks an agent or a person)",
+                value=RoomState.draft,
+                on_change=limit.on_change([RoomActions.set_draft]),
+                id="composer-input",
+                name="content",
+                flex="1",
+                rows="2",
                 width="100%",
             ),
+            rx.button(
+                rx.icon("send", size=16),
+                "Send",
+                type="button",
+                id="send-btn",
+                on_click=limit.on_click([RoomActions.post({})]),
+                loading=RoomState.posting,
+                disabled=RoomState.posting | limit.over,
+            ),
+            spacing="2",
+            direction=rx.breakpoints(initial="column", sm="row"),
+            align=rx.breakpoints(initial="stretch", sm="end"),
             width="100%",
         ),
-        on_submit=RoomActions.post,
+        limit.note(id="composer-too-long", class_name="field-error"),
         width="100%",
+        class_name="composer",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from maestro_ui.components.badges import provider_badge
+from maestro_ui.components.people import person_name
 from maestro_ui.components.stream_text import stream_text
 from maestro_ui.components.untrusted import untrusted_markdown
 from maestro_ui.state.live import LiveState
@@ -21,9 +22,11 @@ def _author(name, kind) -> rx.Component:
             ("report", rx.icon("triangle_alert", size=16, color="var(--amber-9)")),
             rx.icon("user", size=16),
         ),
-        rx.text(name, weight="bold", size="2"),
+        person_name(name, weight="bold", size="2", class_name="msg-author"),
         align="center",
         spacing="1",
+        min_width="0",
+        max_width="100%",
     )
 
 
@@ -40,7 +43,16 @@ def message_bubble(m: MessageRow) -> rx.Component:
                 wrap="wrap",
                 align="center",
             ),
-            rx.box(untrusted_markdown(m["content"]), class_name="msg-body", width="100%"),
+            # The body is a bidi island of its own (dir=auto, isolate): right-to-left text or an unmatched override
+            # in a message can neither flow into the author line nor take on its direction.
+            rx.box(
+                untrusted_markdown(m["content"]),
+                class_name="msg-body",
+                width="100%",
+                dir="auto",
+                unicode_bidi="isolate",
+                overflow_wrap="anywhere",
+            ),
             rx.match(
                 m["status"],
                 (
@@ -108,6 +120,9 @@ def stream_bubble(s: StreamRow) -> rx.Component:
                 ),
                 white_space="pre-wrap",
                 width="100%",
+                dir="auto",
+                unicode_bidi="isolate",
+                overflow_wrap="anywhere",
             ),
             spacing="1",
             width="100%",

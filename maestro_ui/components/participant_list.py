@@ -6,7 +6,7 @@ import reflex as rx
 
 from maestro_ui.components.badges import provider_badge, provider_label, status_badge
 from maestro_ui.components.elapsed import elapsed
-from maestro_ui.components.people import people_list
+from maestro_ui.components.people import people_list, person_name
 from maestro_ui.state.room import AgentRow, RoomState
 
 
@@ -15,7 +15,7 @@ def _agent(a: AgentRow) -> rx.Component:
         rx.vstack(
             rx.hstack(
                 rx.icon("bot", size=16),
-                rx.text(a["name"], weight="bold", size="2"),
+                person_name(a["name"], weight="bold", size="2", class_name="agent-name"),
                 rx.spacer(),
                 status_badge(a["status"], class_name="agent-status"),
                 rx.cond(

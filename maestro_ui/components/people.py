@@ -20,6 +20,27 @@ LINK_USES = [("", "any number"), ("1", "1 person"), ("5", "5 people"), ("25", "2
 SELECT_STYLE = {"padding": "6px", "border_radius": "6px", "border": "1px solid var(--gray-6)"}
 
 
+def person_name(name, **props) -> rx.Component:
+    """A person's or an agent's name next to other text: isolated for bidi (`unicode-bidi: isolate`, `dir=auto`,
+    like <bdi>), so right-to-left text in it cannot reorder what is around it, and cut with an ellipsis rather than
+    overflowing its column (the whole name is its tooltip)."""
+    return rx.text(
+        name,
+        as_="span",
+        dir="auto",
+        title=name,
+        unicode_bidi="isolate",
+        overflow="hidden",
+        text_overflow="ellipsis",
+        white_space="nowrap",
+        min_width="0",
+        max_width="100%",
+        display="inline-block",
+        vertical_align="bottom",
+        **props,
+    )
+
+
 def human_row(h: HumanRow) -> rx.Component:
     return rx.flex(
         rx.box(
@@ -30,7 +51,7 @@ def human_row(h: HumanRow) -> rx.Component:
             flex_shrink="0",
             title=rx.cond(h["online"], "online", "away"),
         ),
-        rx.text(h["name"], size="2", weight="medium"),
+        person_name(h["name"], size="2", weight="medium", class_name="person-name", flex="0 1 auto"),
         rx.badge(h["role_label"], variant="soft", color_scheme="gray", size="1"),
         rx.cond(h["owner"], rx.badge("owner", variant="outline", size="1")),
         rx.cond(h["typing"], rx.text("typing…", size="1", color_scheme="gray", class_name="typing")),
@@ -39,6 +60,8 @@ def human_row(h: HumanRow) -> rx.Component:
         align="center",
         wrap="wrap",
         class_name="human-row",
+        min_width="0",
+        max_width="100%",
         data_online=h["online"].to(str),
         data_name=h["name"],
     )

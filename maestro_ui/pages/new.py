@@ -9,8 +9,10 @@ import reflex as rx
 from backend.deliberation import voting
 from backend.protocols import PROTOCOLS
 from backend.protocols.templates import TEMPLATES
+from backend.services.discussions import MAX_TOPIC_CHARS
 from maestro_ui.components.layout import page
 from maestro_ui.components.memory import related_list
+from maestro_ui.components.too_long import LengthLimit
 from maestro_ui.projection.memory import UNSET
 from maestro_ui.state.new_discussion import AgentDraft, NewDiscussionState
 
@@ -374,6 +376,11 @@ def _memory_banner() -> rx.Component:
     )
 
 
+# A question over the limit is refused here, before its text crosses the websocket (a 1 MB one would close it and be
+# lost, and Create would then say the question is empty); the server checks the same limit again.
+TOPIC_LIMIT = LengthLimit("topic_too_long", limit=MAX_TOPIC_CHARS, what="The question", input_id="topic-input")
+
+
 def _error(key: str) -> rx.Component:
     return rx.cond(
         NewDiscussionState.errors.contains(key),
@@ -458,7 +465,9 @@ def new_page() -> rx.Component:
             ),
             rx.text_area(
                 value=NewDiscussionState.topic,
-                on_change=[NewDiscussionState.set_topic, NewDiscussionState.check_memory.debounce(CHECK_DEBOUNCE_MS)],
+                on_change=TOPIC_LIMIT.on_change(
+                    [NewDiscussionState.set_topic, NewDiscussionState.check_memory.debounce(CHECK_DEBOUNCE_MS)]
+                ),
                 on_blur=NewDiscussionState.check_memory,
                 placeholder="e.g. Choose a database for Apollo",
                 id="topic-input",
@@ -466,6 +475,7 @@ def new_page() -> rx.Component:
                 width="100%",
             ),
             _error("topic"),
+            TOPIC_LIMIT.note(id="topic-too-long", class_name="field-error"),
             _context_section(),
             _memory_banner(),
             rx.flex(
@@ -541,7 +551,7 @@ def new_page() -> rx.Component:
             _decision_section(),
             rx.button(
                 "Create discussion",
-                on_click=NewDiscussionState.create,
+                on_click=TOPIC_LIMIT.on_click([NewDiscussionState.create]),
                 loading=NewDiscussionState.creating,
                 size="3",
                 id="create-btn",
