@@ -144,6 +144,15 @@ class MemberChanged(_Event):
     vote_weight: float = 1.0
 
 
+class BudgetChanged(_Event):
+    """The owner changed the token or cost budget (None: no limit); every open tab re-checks its checklist."""
+
+    type: Literal["budget_changed"] = "budget_changed"
+    budget_tokens: int | None = None
+    budget_usd: float | None = None
+    changed_by: str = ""
+
+
 class HumanInputRequested(_Event):
     """A typed prompt to people in the room; a blocking one holds the agents until it is answered or expires."""
 
@@ -299,6 +308,7 @@ PersistedEvent = Annotated[
     | StepReport
     | HumanMessagePosted
     | MemberChanged
+    | BudgetChanged
     | HumanInputRequested
     | HumanInputAnswered
     | ConsensusUpdated
@@ -324,6 +334,7 @@ RoomEvent = Annotated[
     | StepReport
     | HumanMessagePosted
     | MemberChanged
+    | BudgetChanged
     | HumanInputRequested
     | HumanInputAnswered
     | ConsensusUpdated

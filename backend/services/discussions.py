@@ -13,6 +13,7 @@ from backend.deliberation import voting
 from backend.errors import Forbidden, InputError, NotFound
 from backend.events.log import append_event
 from backend.events.schema import (
+    BudgetChanged,
     DiscussionCreated,
     DiscussionPaused,
     HumanMessagePosted,
@@ -25,6 +26,7 @@ from backend.humans.membership import add_owner, authorize, load_open, unique_na
 from backend.humans.polls import MAX_OPTIONS, normalise_options
 from backend.humans.posts import append_post
 from backend.humans.roles import Permission, parse_role
+from backend.humans.text import clean_topic
 from backend.memory.context import DiscussionContext, parse_context
 from backend.models import (
     Decision,
@@ -118,6 +120,16 @@ def set_budget(
     *, discussion_id: int, budget_tokens: int | None, budget_usd: float | None, actor: User | None = None
 ) -> Discussion:
     """Change a discussion's budgets (None = no limit); a paused discussion can then be run again."""
+    discussion, _event = change_budget(
+        discussion_id=discussion_id, budget_tokens=budget_tokens, budget_usd=budget_usd, actor=actor
+    )
+    return discussion
+
+
+def change_budget(
+    *, discussion_id: int, budget_tokens: int | None, budget_usd: float | None, actor: User | None = None
+) -> tuple[Discussion, BudgetChanged | None]:
+    """`set_budget`, and the `BudgetChanged` event it logged for the room to publish (None: nothing changed)."""
     errors = _validate_budget(budget_tokens, budget_usd)
     if errors:
         raise InputError(errors)
@@ -125,6 +137,7 @@ def set_budget(
         discussion = session.get(Discussion, discussion_id)
         if discussion is None:
             raise NotFound(f"No discussion {discussion_id}.")
+        changed = (discussion.budget_tokens, discussion.budget_usd) != (budget_tokens, budget_usd)
         previous = f"tokens={discussion.budget_tokens} usd={discussion.budget_usd}"
         discussion.budget_tokens, discussion.budget_usd = budget_tokens, budget_usd
         discussion.updated_at = utcnow()
@@ -138,7 +151,16 @@ def set_budget(
                 new=f"tokens={budget_tokens} usd={budget_usd}",
             )
         session.add(discussion)
-        return discussion
+        event = None
+        if changed:  # every open tab hears of it: the checklist's budget item may change
+            event = BudgetChanged(
+                discussion_id=discussion_id,
+                budget_tokens=budget_tokens,
+                budget_usd=budget_usd,
+                changed_by=actor.display_name if actor is not None else "",
+            )
+            event = append_event(session, event)  # type: ignore[assignment]
+        return discussion, event  # type: ignore[return-value]
 
 
 def stop(*, discussion_id: int, actor: User | None) -> DiscussionPaused:
@@ -232,7 +254,7 @@ def create_discussion(
     With an `owner` (a signed-in person) they join as the discussion's owner with `owner_role`; without one (the
     CLI, benchmarks) a plain host participant asks the question.
     """
-    topic = topic.strip()
+    topic = clean_topic(topic) if len(topic) <= 2 * MAX_TOPIC_CHARS else topic.strip()  # too long: refused below
     asked_in = context if isinstance(context, DiscussionContext) else parse_context(context)
     created_by = (owner.display_name if owner else (created_by or "Host").strip()[:120]) or "Host"
     with session_scope() as session:

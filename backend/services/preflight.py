@@ -13,6 +13,11 @@ process also imports its SDK, about a second, in a worker thread and outside tha
 import is never mistaken for a dead server.) Results are cached in-process per (provider, base URL, key
 fingerprint) for 5 minutes after a success and 30 seconds after a failure; the fingerprint is a truncated
 SHA-256, the key itself is never stored. The cache is a small dict with expiry times, not a dependency.
+
+A room's checklist re-checks itself: `recheck_seq` says which of the room's events can change its answer (a person
+joined or changed role, the budget changed, the run paused; never a message, a vote or streamed text), `Recheck`
+debounces them (several changes within `RECHECK_DEBOUNCE_S` cause one check) and `stale` says whether the last
+check already saw them (`Preflight.seq`). The tab runs at most one check at a time; cached reachability is reused.
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from backend.db import run_db
+from backend.events.schema import BudgetChanged, DiscussionCreated, DiscussionPaused, MemberChanged
 from backend.humans.roles import Role
 from backend.models import Discussion, Participant, ParticipantKind
 from backend.providers import egress, errors, pricing, registry
@@ -46,6 +52,12 @@ MIN_AGENTS = 2
 SUCCESS_TTL_S = 300.0
 FAILURE_TTL_S = 30.0
 BUDGET_HINT = "Set a token or cost budget so a runaway discussion pauses itself."
+RECHECK_DEBOUNCE_S = 1.0
+# The room events that can change the checklist's answer: the topic and agents (set when the discussion is created;
+# nothing changes them later), a person joining or changing role (the decision maker and approver items), the budget,
+# and a pause (the checklist shows again, for Run Agents to continue). Messages, votes, turns and streamed text never do.
+RECHECK_ON: tuple[type, ...] = (DiscussionCreated, MemberChanged, BudgetChanged, DiscussionPaused)
+CHECKLIST_SHOWN = ("draft", "paused")  # the statuses in which the room shows the checklist (and Run Agents)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +79,7 @@ class Preflight:
     items: list[CheckItem]
     score: int  # 0-100: the share of applicable (not skipped) items that pass, rounded
     ready: bool  # every required item passes
+    seq: int = 0  # the discussion's last event when it was read: the checklist reflects every event up to this one
 
     def item(self, key: str) -> CheckItem:
         """The item with this key (KeyError if there is none)."""
@@ -124,7 +137,7 @@ async def run_preflight(
         return await decided(await _check_target(target, timeout_s, fresh))
 
     providers = list(await asyncio.gather(*(check(t) for t in _targets(agents))))
-    return summarize(head + providers + tail)
+    return replace(summarize(head + providers + tail), seq=discussion.last_seq)
 
 
 def summarize(items: list[CheckItem]) -> Preflight:
@@ -134,6 +147,38 @@ def summarize(items: list[CheckItem]) -> Preflight:
     score = int(100 * passed / len(applicable) + 0.5) if applicable else 100
     ready = all(i.status == "pass" for i in items if i.required)
     return Preflight(items=items, score=score, ready=ready)
+
+
+def recheck_seq(events: Iterable[object]) -> int:
+    """The seq of the last of `events` that can change the checklist's answer (`RECHECK_ON`); 0 when none can."""
+    return max((e.seq for e in events if isinstance(e, RECHECK_ON)), default=0)  # type: ignore[attr-defined]
+
+
+def stale(status: str, changed_seq: int, checked_seq: int) -> bool:
+    """Whether a room showing the checklist (`status`) must check again: an event that can change the answer
+    (`changed_seq`) came after what the last check read (`checked_seq`, its `Preflight.seq`)."""
+    return status in CHECKLIST_SHOWN and changed_seq > checked_seq
+
+
+@dataclass
+class Recheck:
+    """Debounces a tab's automatic re-checks: the first change starts the wait, later ones within it join it, and
+    `due` says once, when the wait is over, that the check should run (the clock is passed in: tests move it)."""
+
+    debounce_s: float = RECHECK_DEBOUNCE_S
+    due_at: float | None = None
+
+    def changed(self, now: float) -> None:
+        """A change that can alter the checklist was applied at `now`."""
+        if self.due_at is None:
+            self.due_at = now + self.debounce_s
+
+    def due(self, now: float) -> bool:
+        """True once per wait, when it is over; the wait then ends."""
+        if self.due_at is None or now < self.due_at:
+            return False
+        self.due_at = None
+        return True
 
 
 def clear_preflight_cache() -> None:

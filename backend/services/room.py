@@ -106,13 +106,16 @@ async def retry_turn(*, discussion_id: int, message_id: int, actor: User | None)
 async def set_budget(
     *, discussion_id: int, actor: User | None, budget_tokens: int | None, budget_usd: float | None
 ) -> None:
-    """Change the budgets (owner only); a discussion paused by its budget continues with Run Agents."""
+    """Change the budgets (owner only); a discussion paused by its budget continues with Run Agents. Every open tab
+    hears of it (`BudgetChanged`), so their checklists re-check the budget."""
     await run_db(membership.require, discussion_id, actor, Permission.MANAGE)
-    await run_db(
-        lambda: discussions.set_budget(
+    _discussion, event = await run_db(
+        lambda: discussions.change_budget(
             discussion_id=discussion_id, budget_tokens=budget_tokens, budget_usd=budget_usd, actor=actor
         )
     )
+    if event is not None:
+        await get_bus().publish(event)
 
 
 async def run_agents(discussion_id: int, actor: User | None) -> str | None:

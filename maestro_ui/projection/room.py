@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from backend.events.schema import (
+    BudgetChanged,
     CallRecorded,
     ConsensusUpdated,
     ContextSummarised,
@@ -100,6 +101,8 @@ class RoomView:
     costs: dict[int, float] = field(default_factory=dict)  # agent id -> dollars spent
     prompt_targets: dict[int, tuple[list[str], list[str]]] = field(default_factory=dict)  # roles, usernames
     last_seq: int = 0  # the last persisted event applied
+    budget_tokens: str = ""  # the budgets as the owner's form shows them ("" = no limit)
+    budget_usd: str = ""
 
 
 @dataclass
@@ -342,6 +345,10 @@ class _Step:
             view.can_approve = Permission.APPROVE in permissions(event.role)
             view.prompts = [PromptRow(**{**p, "mine": self.targets_me(p["id"])}) for p in view.prompts]
 
+    def budget_changed(self, event: BudgetChanged) -> None:
+        self.view.budget_tokens = str(event.budget_tokens or "")
+        self.view.budget_usd = f"{event.budget_usd:g}" if event.budget_usd else ""
+
     def prompt_asked(self, event: HumanInputRequested) -> None:
         self.view.prompt_targets[event.prompt_id] = (event.target_roles, event.target_users)
         row = PromptRow(
@@ -397,6 +404,7 @@ _APPLY: dict[type, Callable[[_Step, RoomEvent], None]] = {  # type: ignore[dict-
     StepReport: _Step.step_report,
     ContextSummarised: _Step.summarised,
     MemberChanged: _Step.member_changed,
+    BudgetChanged: _Step.budget_changed,
     HumanInputRequested: _Step.prompt_asked,
     HumanInputAnswered: _Step.prompt_answered,
     HumanMessagePosted: _Step.message_posted,

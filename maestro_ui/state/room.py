@@ -150,6 +150,8 @@ class RoomState(rx.State):
     _typing: dict[int, float] = {}  # participant id -> monotonic time until which "typing" shows
     _typed_at: float = 0.0
     _draft_key: str = ""  # one per message being written: a post retried after a lost reply is stored once
+    _checked_seq: int = 0  # the last event the latest checklist had seen (preflight.Preflight.seq)
+    _recheck_seq: int = 0  # the last applied event that can change the checklist's answer (preflight.recheck_seq)
 
     @rx.var
     def my_prompts(self) -> list[PromptRow]:
@@ -271,32 +273,52 @@ class RoomState(rx.State):
         (await self.get_state(LiveState))._clear()
         (await self.get_state(DeliberationState))._reset(did)
         self.checks, self.check_score, self.check_ready = [], 0, False
+        self._checked_seq = self._recheck_seq = 0
         if discussion.status in ("draft", "paused"):
             return [RoomState.follow, RoomState.run_checks(False)]
         return RoomState.follow
 
     @rx.event(background=True)
     async def run_checks(self, fresh: bool):
-        """Run the preflight checklist; items appear as they are decided; Run Agents waits for it."""
+        """Run the preflight checklist; items appear as they are decided; Run Agents waits for it.
+
+        One check at a time per tab: asked again while one runs, nothing starts; the one running checks again
+        when it ends if an event that can change the answer came after what it read (see `follow`). A re-check
+        updates the items in place; only "check again" (`fresh`, which also skips cached provider results)
+        clears them first."""
         async with self:
             if self.checking or not self._did:
                 return
             self.checking, did = True, self._did
-            self.checks = []
+            if fresh:
+                self.checks = []
 
         async def show(item) -> None:
             async with self:
-                self.checks = [*[c for c in self.checks if c["key"] != item.key], check_row(item)]
+                if self._did == did:
+                    row, rows = check_row(item), list(self.checks)
+                    at = next((i for i, c in enumerate(rows) if c["key"] == item.key), None)
+                    self.checks = [*rows, row] if at is None else [*rows[:at], row, *rows[at + 1 :]]
 
-        try:
-            result = await preflight.run_preflight(did, fresh=fresh, on_item=show)
-        except NotFound:
+        while True:
+            try:
+                result = await preflight.run_preflight(did, fresh=fresh, on_item=show)
+            except NotFound:
+                result = None
             async with self:
-                self.checking = False
-            return
-        async with self:
-            self.checks = [check_row(i) for i in result.items]
-            self.check_score, self.check_ready, self.checking = result.score, result.ready, False
+                if self._did != did and self._did:  # the tab moved to another room meanwhile: check that one
+                    did, fresh = self._did, False
+                    continue
+                if result is None or not self._did:
+                    self.checking = False
+                    return
+                self._checked_seq = max(self._checked_seq, result.seq)
+                if preflight.stale(self.status, self._recheck_seq, result.seq):
+                    fresh = False  # something changed while it ran: once more, with what was just cached
+                    continue
+                self.checks = [check_row(i) for i in result.items]
+                self.check_score, self.check_ready, self.checking = result.score, result.ready, False
+                return
 
     @rx.event(background=True)
     async def follow(self):
@@ -309,6 +331,7 @@ class RoomState(rx.State):
         follower = Follower(did, after_seq=after, bus=get_bus(), live_source=get_runner().live_text)
         _FOLLOWERS[token] = follower
         next_beat = 0.0
+        recheck = preflight.Recheck()  # people, roles, the budget or a pause changed: the checklist checks again
         try:
             with viewer_active():
                 async with follower:
@@ -318,12 +341,22 @@ class RoomState(rx.State):
                             if not await run_db(_still_member, session, did, me):
                                 return  # signed out (perhaps everywhere) or removed: the room stops coming
                             await room.heartbeat(discussion_id=did, participant_id=me)
-                        if not batch and not self._typing:
-                            continue
-                        async with self:
-                            if self._did != did:
-                                return  # the tab moved to another room
-                            await self._apply(batch)
+                        if batch or self._typing:
+                            async with self:
+                                if self._did != did:
+                                    return  # the tab moved to another room
+                                await self._apply(batch)
+                                if changed := preflight.recheck_seq(batch.events):
+                                    self._recheck_seq = max(self._recheck_seq, changed)
+                                    recheck.changed(time.monotonic())
+                        # Debounced (one check for several changes), and only if the last check did not see them;
+                        # a check in flight checks again by itself when it ends (see run_checks).
+                        if recheck.due(time.monotonic()):
+                            async with self:
+                                go = self._did == did and not self.checking
+                                go = go and preflight.stale(self.status, self._recheck_seq, self._checked_seq)
+                            if go:
+                                yield RoomState.run_checks(False)
         finally:
             if _FOLLOWERS.get(token) is follower:
                 _FOLLOWERS.pop(token, None)
