@@ -12,6 +12,9 @@ computed here, in code, against the participant list the caller passes in:
 * every participant gets exactly one stance, and a stance may only point at a proposal that exists;
 * a stance is the participant's current position: it decides which proposal (at most one) they support, and a
   participant the model gave no stance is "undecided" unless it listed them as a proposal's supporter;
+* a person (not an agent) who has written nothing and voted for nothing is "undecided", whatever the model
+  says: the caller names them in the context's `silent` list (a person's stance comes only from what they wrote
+  or voted, never from the model's guess);
 * `agreement_ratio` is derived from the grounded stances (`derive_agreement_ratio`): the model's own number is
   overwritten, so no text in the discussion can talk the room into "consensus reached".
 
@@ -141,7 +144,7 @@ class ConsensusReport(BaseModel):
         _unique_ids(self.proposals)
         participants = (info.context or {}).get("participants") if info is not None else None
         if participants is not None:
-            _ground_in(self, list(participants))
+            _ground_in(self, list(participants), silent=(info.context or {}).get("silent") or ())
         return self
 
     def leading_proposal(self) -> Proposal | None:
@@ -170,13 +173,18 @@ def _key(name: str) -> str:
     return " ".join(name.strip().strip("[]@*").strip().casefold().split())
 
 
-def _ground_in(report: ConsensusReport, participants: list[str]) -> None:
-    """Check every name against `participants`, make supporters follow the stances, and derive the ratio."""
+def _ground_in(report: ConsensusReport, participants: list[str], silent: Any = ()) -> None:
+    """Check every name against `participants`, make supporters follow the stances, and derive the ratio.
+
+    The `silent` participants (people who wrote and voted nothing) are undecided and proposed nothing."""
     known = {_key(p): p for p in participants}
+    quiet = {known[k] for k in map(_key, silent) if k in known}
     ids = {p.id for p in report.proposals}
 
     for proposal in report.proposals:
         proposal.author = known.get(_key(proposal.author), UNKNOWN_AUTHOR)
+        if proposal.author in quiet:
+            proposal.author = UNKNOWN_AUTHOR
         proposal.supporters = _dedupe(known[k] for k in map(_key, proposal.supporters) if k in known)
 
     current: dict[str, Stance] = {}
@@ -190,7 +198,12 @@ def _ground_in(report: ConsensusReport, participants: list[str]) -> None:
         if proposal_id is None and stance.position == "support" and len(report.proposals) == 1:
             proposal_id = report.proposals[0].id  # "I support it" with a single option on the table
         current[name] = stance.model_copy(update={"participant": name, "proposal_id": proposal_id})
-    report.stances = [current.get(name) or _implied_stance(report, name) for name in participants]
+    report.stances = [
+        Stance(participant=name, position="undecided")
+        if name in quiet
+        else current.get(name) or _implied_stance(report, name)
+        for name in participants
+    ]
 
     # A stance is the participant's current position, so it decides whom a proposal counts as supporters: each
     # participant backs at most one proposal, and the panel's supporter lists agree with the ratio.
@@ -335,8 +348,11 @@ async def detect_consensus_result(
     previous: ConsensusReport | None = None,
     max_tokens: int = 1500,
     temperature: float = 0.0,
+    silent: list[str] | None = None,
 ) -> StructuredResult[ConsensusReport]:
-    """`detect_consensus` with the call's usage, latency and attempt count, for cost and latency records."""
+    """`detect_consensus` with the call's usage, latency and attempt count, for cost and latency records.
+
+    `silent`: the people among `participants` who have written nothing and voted for nothing (undecided)."""
     if not participants:
         raise ValueError("consensus detection needs the list of participants")
     request = build_request(
@@ -352,7 +368,7 @@ async def detect_consensus_result(
         provider,
         request,
         ConsensusReport,
-        context={"participants": list(participants)},
+        context={"participants": list(participants), "silent": list(silent or [])},
         label=DETECTOR_LABEL,
     )
 

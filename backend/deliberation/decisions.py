@@ -4,10 +4,22 @@ What can be counted is counted, never asked of a model: the chosen option, the s
 the rule gave a tie or no majority), the per-voter breakdown, the "3 of 4" support line and the dissent (everyone
 whose first choice lost, with the reason they gave). A model writes only the prose: a title, the rationale and an
 action plan with an owner role per step. When that call fails the card says so and still carries every counted part.
+
+The prose is checked against the count (`check_text`): the title must name the option that won (a deadlocked
+title must not claim one). "Name" means the option's whole label as a phrase, ignoring case, punctuation and
+spacing: for an option "PostgreSQL only", "postgresql-only" names it, "PostgreSQL" alone does not (another option
+may be "Hybrid PostgreSQL + DynamoDB"). A rationale that explains without naming the winner is kept under a
+counted lead sentence (`grounded`). The engine asks once more when the title is wrong, then falls back to a plain
+card built from the count and keeps the model's text only as "unverified".
+
+Text is never cut mid-sentence: long texts are cut at a sentence (or else word) boundary with an ellipsis, and a
+reason that stops mid-sentence (a model out of tokens) is cut back to its last whole sentence.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
@@ -50,6 +62,61 @@ class DecisionDraft:
     agreements: list[str] = field(default_factory=list)
 
 
+NO_ACTION_PLAN = "No action plan was written."
+OFFLINE_NOTE = (
+    "Written by the tiny offline model: the title, rationale and action plan may be shallow. "
+    "The support line, ballots and dissent are counted, not written."
+)
+UNGROUNDED_NOTE = (
+    "The model's text did not name the option that won ({winner}), even after one retry; "
+    "this card is built from the count. The model's text is kept as unverified."
+)
+UNGROUNDED_DEADLOCK_NOTE = (
+    "The model's title claimed a winner although the vote is deadlocked, even after one retry; "
+    "this card is built from the count. The model's text is kept as unverified."
+)
+REASON_CHARS = 600  # a dissent reason on the card (an agent's reason is at most 600 by its schema)
+_SENTENCE_END = re.compile(r"[.!?…](?:[\"')\]»”’]*)(?=\s|$)")
+_ENDS_SENTENCE = re.compile(r"[.!?…][\"')\]»”’]*$")
+CUT_BACK_CHARS = 200  # a reason at least this long that stops mid-sentence was cut off
+_DEADLOCK_WORDS = re.compile(r"\b(tie|tied|deadlock\w*|no decision|undecided|no majority|runoff|split|open)\b", re.I)
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` of at most `limit` characters, cut at a sentence end (or else a word boundary) with an ellipsis."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    head = text[: max(1, limit - 2)]
+    ends = [m.end() for m in _SENTENCE_END.finditer(head)]
+    if ends and ends[-1] >= limit // 3:
+        return head[: ends[-1]] + " …"
+    cut = head.rsplit(None, 1)[0] if " " in head.strip() else head
+    return cut.rstrip(" ,;:-") + "…"
+
+
+def whole_sentences(text: str, limit: int = REASON_CHARS) -> str:
+    """A reason as whole sentences: clipped to `limit` at a sentence boundary; and a long one that stops
+    mid-sentence (a model out of tokens) is cut back to its last complete sentence, an ellipsis marking the cut.
+    A short fragment ("cheaper") is kept as written: people do not always end with a full stop."""
+    text = clip(text, limit)
+    if len(text) < CUT_BACK_CHARS or text.endswith("…") or _ENDS_SENTENCE.search(text):
+        return text
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return text[: ends[-1]] + " …" if ends else text.rstrip(" ,;:-") + "…"
+
+
+def _norm(text: str) -> str:
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(re.sub(r"[\W_]+", " ", folded).split())
+
+
+def names(text: str, option: str | None) -> bool:
+    """Whether `text` names `option`: its whole label as a phrase, ignoring case, punctuation and spacing."""
+    wanted = _norm(option or "")
+    return bool(wanted) and f" {wanted} " in f" {_norm(text)} "
+
+
 def _outcome_line(result: dict) -> str:
     status = result.get("status")
     texts = {o["id"]: o["text"] for o in result.get("options", [])}
@@ -90,7 +157,7 @@ def draft_from(topic: str, result: dict, consensus: dict | None = None) -> Decis
         support = _outcome_line(result)
     # The winner's author could not vote for it (no vote on your own proposal): that is not dissent.
     dissent = [
-        {"who": v["voter"], "preferred": v.get("first", ""), "why": v.get("reason", "")}
+        {"who": v["voter"], "preferred": v.get("first", ""), "why": whole_sentences(v.get("reason", "") or "")}
         for v in voters
         if winner and not _backs(v, winner, winner_id, approval) and not (author and v["voter"] == author)
     ]
@@ -129,14 +196,73 @@ def synthesis_brief(draft: DecisionDraft, result: dict) -> str:
 def fallback_text(draft: DecisionDraft) -> DecisionText:
     """Prose assembled from the counted parts, for when no model could write it."""
     if draft.chosen_option:
-        title = f"{draft.topic.rstrip('?.')}: {draft.chosen_option}"[:200]
-        reasons = [v.get("reason", "") for v in draft.breakdown if v.get("first") == draft.chosen_option]
-        why = " ".join(r for r in reasons if r)[:3000]
+        title = _title(draft.topic, draft.chosen_option)
+        reasons = [whole_sentences(v.get("reason", "") or "") for v in draft.breakdown]
+        reasons = [
+            r for r, v in zip(reasons, draft.breakdown, strict=True) if r and v.get("first") == draft.chosen_option
+        ]
+        why = clip(" ".join(reasons), 3000)
         rationale = f"{draft.support}." + (f" Reasons given: {why}" if why else "")
     else:
-        title = f"{draft.topic.rstrip('?.')}: no decision yet"[:200]
+        title = _title(draft.topic, "no decision yet")
         rationale = f"{draft.support}. The room did not reach a decision; discuss further or override."
     return DecisionText(title=title, rationale=rationale, action_plan=[])
+
+
+def _title(topic: str, outcome: str) -> str:
+    """ "<topic>: <outcome>" within the title's 200 characters; the topic is what gets shortened, never the outcome."""
+    room = 200 - len(outcome) - 2
+    if room < 20:
+        return clip(outcome, 200)
+    return f"{clip(topic.rstrip('?.'), room)}: {outcome}"
+
+
+def check_text(draft: DecisionDraft, text: DecisionText, options: list[str]) -> list[str]:
+    """What in the model's prose contradicts the count (empty when nothing does): the title must name the option
+    that won; a deadlocked title must not name a single option as if it had won."""
+    if draft.chosen_option:
+        if not names(text.title, draft.chosen_option):
+            return [f'The title "{text.title}" does not name the option that won: "{draft.chosen_option}".']
+        return []
+    claimed = [o for o in options if names(text.title, o)]
+    if len(claimed) == 1 and not _DEADLOCK_WORDS.search(text.title):
+        return [f'The title "{text.title}" names "{claimed[0]}" as if it won, but the vote is deadlocked.']
+    return []
+
+
+def retry_cue(draft: DecisionDraft, problems: list[str]) -> str:
+    """What the synthesising model is told when its card contradicted the count."""
+    if draft.chosen_option:
+        must = (
+            f'The title and the rationale must name the option that won, "{draft.chosen_option}", exactly as '
+            "written, and must not present another option or a combination as the choice."
+        )
+    else:
+        must = "The vote is deadlocked: the title and the rationale must not claim that any option won."
+    return "Your decision card contradicted the count. " + " ".join(problems) + " " + must + " Write the card again."
+
+
+def grounded(draft: DecisionDraft, text: DecisionText) -> DecisionText:
+    """The model's text, with a counted lead sentence before a rationale that does not name the winner."""
+    if not draft.chosen_option or names(text.rationale, draft.chosen_option):
+        return text
+    lead = f"The room chose {draft.chosen_option} ({draft.support})."
+    return text.model_copy(update={"rationale": clip(f"{lead} {text.rationale}", 4000)})
+
+
+def unverified(text: DecisionText) -> dict:
+    """A model's text that contradicted the count, kept (clearly labelled) beside the plain card."""
+    return {
+        "title": text.title,
+        "rationale": text.rationale,
+        "action_plan": [s.model_dump() for s in text.action_plan],
+    }
+
+
+def ungrounded_note(draft: DecisionDraft) -> str:
+    if draft.chosen_option:
+        return UNGROUNDED_NOTE.format(winner=draft.chosen_option)
+    return UNGROUNDED_DEADLOCK_NOTE
 
 
 def next_version(session: Session, discussion_id: int) -> int:
@@ -153,6 +279,7 @@ def record(
     *,
     version: int,
     note: str = "",
+    unverified_text: dict | None = None,
 ) -> DecisionProposed | None:
     """Store decision `version` and its event; None when that version exists already (a resumed synthesis)."""
     exists = session.exec(
@@ -169,11 +296,13 @@ def record(
         rationale=text.rationale,
         status=draft.status,
         breakdown=draft.breakdown,
-        tally=(poll.result or {}) | {"support": draft.support} if poll else {"support": draft.support},
+        tally=((poll.result or {}) if poll else {})
+        | {"support": draft.support}
+        | ({"unverified": unverified_text} if unverified_text else {}),
         dissent=draft.dissent,
         concerns=draft.concerns,
         action_plan=[s.model_dump() for s in text.action_plan],
-        synthesis_note=note[:1000],
+        synthesis_note=clip(note, 1000),
     )
     session.add(decision)
     session.flush()
@@ -219,7 +348,9 @@ def card(decision: Decision, signoff: SignOff | None) -> dict:
         "dissent": decision.dissent,
         "concerns": decision.concerns,
         "action_plan": decision.action_plan,
+        "action_plan_note": "" if decision.action_plan else NO_ACTION_PLAN,
         "note": decision.synthesis_note,
+        "unverified": decision.tally.get("unverified"),
         "created_at": decision.created_at.isoformat() if decision.created_at else None,
         "signoff": None
         if signoff is None
@@ -312,14 +443,18 @@ def to_markdown(c: dict) -> str:
         )
     if c["concerns"]:
         out += ["## Concerns", ""] + [f"- {x}" for x in c["concerns"]] + [""]
+    out += ["## Action plan", ""]
     if c["action_plan"]:
-        out += (
-            ["## Action plan", ""]
-            + [f"{i}. {s['step']} — *{s['owner']}*" for i, s in enumerate(c["action_plan"], 1)]
-            + [""]
-        )
+        out += [f"{i}. {s['step']} — *{s['owner']}*" for i, s in enumerate(c["action_plan"], 1)] + [""]
+    else:
+        out += [NO_ACTION_PLAN, ""]
     if c.get("note"):
         out += [f"> {c['note']}", ""]
+    if c.get("unverified"):
+        u = c["unverified"]
+        out += ["## Unverified model text (contradicted the count)", "", f"- Title: {u.get('title', '')}"]
+        out += [f"- Rationale: {u.get('rationale', '')}"]
+        out += [f"- Step: {s['step']} — *{s['owner']}*" for s in u.get("action_plan", [])] + [""]
     so = c.get("signoff")
     if so:
         out += ["## Sign-off", "", f"{so['outcome'].replace('_', ' ').capitalize()} by {so['by']}"]

@@ -31,6 +31,7 @@ from backend.models import (
 from backend.orchestrator.fanout import FanoutTask, fan_out_gated, first_that_answers, step_report
 from backend.orchestrator.run_context import RunContext, system_prompt
 from backend.providers.base import GenerationRequest, ModelProvider, TranscriptEntry
+from backend.providers.offline import PROVIDER_NAME as OFFLINE_PROVIDER
 from backend.providers.structured import generate_structured, spent_on
 
 log = logging.getLogger(__name__)
@@ -369,41 +370,89 @@ class DecisionPhase:
             await asyncio.sleep(poll_s)
 
     async def _synthesise(self, version: int, poll: Poll, consensus: dict | None) -> None:
-        draft = decisions.draft_from(self.discussion.topic, poll.result or {}, consensus)
-        brief = decisions.synthesis_brief(draft, poll.result or {})
+        """The model writes the card's prose; it is checked against the count (`decisions.check_text`): a title
+        that does not name the winner (or claims one in a deadlock) is asked for once more, with what was wrong;
+        still wrong, the card is built from the count and the model's text kept only as unverified."""
+        result = poll.result or {}
+        draft = decisions.draft_from(self.discussion.topic, result, consensus)
+        brief = decisions.synthesis_brief(draft, result)
         transcript = await self.ctx.db.run(self._transcript)
+        options = [o["text"] for o in result.get("options", [])] or [o["text"] for o in poll.options]
 
-        async def ask(provider: ModelProvider, agent: Participant):
-            request = GenerationRequest(
-                model=agent.model or "",
-                system=SYNTHESIS_SYSTEM,
-                transcript=[
-                    *transcript[-12:],
-                    TranscriptEntry(author="Moderator", content=brief, author_kind="system"),
-                ],
+        def asker(cue: str):
+            async def ask(provider: ModelProvider, agent: Participant):
+                extra = [TranscriptEntry(author="Moderator", content=cue, author_kind="system")] if cue else []
+                request = GenerationRequest(
+                    model=agent.model or "",
+                    system=SYNTHESIS_SYSTEM,
+                    transcript=[
+                        *transcript[-12:],
+                        TranscriptEntry(author="Moderator", content=brief, author_kind="system"),
+                        *extra,
+                    ],
+                    max_tokens=SYNTHESIS_MAX_TOKENS,
+                    temperature=0.0,
+                    json_schema=decisions.DecisionText.model_json_schema(),
+                )
+                return await generate_structured(provider, request, decisions.DecisionText)
+
+            return ask
+
+        async def synthesise(agents: list[Participant], cue: str = ""):
+            return await first_that_answers(
+                self.ctx,
+                agents,
+                step="decision card",
+                purpose="synthesis",
                 max_tokens=SYNTHESIS_MAX_TOKENS,
-                temperature=0.0,
-                json_schema=decisions.DecisionText.model_json_schema(),
+                ask=asker(cue),
             )
-            return await generate_structured(provider, request, decisions.DecisionText)
 
-        answer = await first_that_answers(
-            self.ctx, self.agents, step="decision card", purpose="synthesis", max_tokens=SYNTHESIS_MAX_TOKENS, ask=ask
-        )
+        answer = await synthesise(self.agents)
         if answer.paused:
             return  # paused: Run Agents (after raising the budget) writes the card
-        text, note = answer.value, ""
+        text, notes, kept = answer.value, [], None
         if text is None:
             text = decisions.fallback_text(draft)
             if answer.error:
-                note = f"The rationale and action plan were assembled without a model ({answer.error})."
-        await self._record(version, poll, draft, text, note)
+                notes.append(f"The rationale and action plan were assembled without a model ({answer.error}).")
+        else:
+            writer = answer.agent
+            problems = decisions.check_text(draft, text, options)
+            if problems:
+                log.info("discussion %s: the decision card contradicted the count: %s", self.id, problems)
+                first = [a for a in self.agents if writer is not None and a.id == writer.id]
+                retry = await synthesise(
+                    first + [a for a in self.agents if a not in first], decisions.retry_cue(draft, problems)
+                )
+                if retry.paused:
+                    return
+                if retry.value is not None and not decisions.check_text(draft, retry.value, options):
+                    text, writer = retry.value, retry.agent
+                else:
+                    kept = decisions.unverified(retry.value or text)
+                    text = decisions.fallback_text(draft)
+                    notes.append(decisions.ungrounded_note(draft))
+                    writer = None
+            if writer is not None:
+                text = decisions.grounded(draft, text)
+                if writer.provider == OFFLINE_PROVIDER:
+                    notes.append(decisions.OFFLINE_NOTE)
+        await self._record(version, poll, draft, text, " ".join(notes), kept)
 
     async def _record(
-        self, version: int, poll: Poll | None, draft: decisions.DecisionDraft, text: decisions.DecisionText, note: str
+        self,
+        version: int,
+        poll: Poll | None,
+        draft: decisions.DecisionDraft,
+        text: decisions.DecisionText,
+        note: str,
+        unverified: dict | None = None,
     ) -> None:
         def write() -> PersistedEvent | None:
             with session_scope() as s:
-                return decisions.record(s, self.id, poll, draft, text, version=version, note=note)
+                return decisions.record(
+                    s, self.id, poll, draft, text, version=version, note=note, unverified_text=unverified
+                )
 
         await self._publish(await self.ctx.db.run(write))

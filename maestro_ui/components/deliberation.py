@@ -403,14 +403,15 @@ def decision_card(with_controls: bool = True) -> rx.Component:
                     ),
                 ),
                 _bullets("Concerns", D.decision_concerns, "decision-concerns"),
-                rx.cond(
-                    D.action_plan.length() > 0,
-                    rx.vstack(
-                        rx.text("Action plan", weight="bold", size="2"),
+                rx.vstack(
+                    rx.text("Action plan", weight="bold", size="2"),
+                    rx.cond(
+                        D.action_plan.length() > 0,
                         rx.foreach(D.action_plan, _step),
-                        spacing="1",
-                        id="action-plan",
+                        rx.text("No action plan was written.", size="2", color_scheme="gray", id="no-action-plan"),
                     ),
+                    spacing="1",
+                    id="action-plan",
                 ),
                 rx.cond(
                     D.decision_note != "", rx.callout(D.decision_note, icon="info", color_scheme="amber", size="1")
