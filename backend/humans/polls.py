@@ -303,9 +303,7 @@ def _reveal_ballots(session: Session, poll: Poll) -> None:
     user_ids = sorted({uid for _, uid in ballots if uid})
     users = {u.id: u for u in session.exec(select(User).where(User.id.in_(user_ids)))}  # type: ignore[union-attr]
     for vote, user_id in ballots:
-        shown = " > ".join(f"{r}. {texts.get(r, r)}" for r in vote.ranking) + (
-            f" ({vote.reason})" if vote.reason else ""
-        )
+        shown = " > ".join(texts.get(r, r) for r in vote.ranking) + (f" ({vote.reason})" if vote.reason else "")
         audit.record(
             session,
             actor=users.get(user_id) if user_id else None,

@@ -53,6 +53,7 @@ def message_bubble(m: MessageRow) -> rx.Component:
                 unicode_bidi="isolate",
                 overflow_wrap="anywhere",
             ),
+            rx.cond(m["cut"] != "", rx.text(m["cut"], size="1", color_scheme="gray", class_name="msg-cut")),
             rx.match(
                 m["status"],
                 (

@@ -36,8 +36,8 @@ def _agent(a: AgentRow) -> rx.Component:
                 rx.text("tiny offline model", size="1", color_scheme="amber"),
             ),
             rx.text(
-                a["tokens"],
-                " tokens · ",
+                a["tokens_label"],
+                " · ",
                 a["cost"],
                 rx.cond(a["latency"] != "", " · " + a["latency"], ""),
                 size="1",

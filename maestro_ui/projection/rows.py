@@ -19,6 +19,11 @@ class AgentRow(TypedDict):
     elapsed: int  # seconds the current turn had run when this row was sent; the page's clock ticks on
     turn: int  # the current turn's start seq
     tokens: int
+    tokens_in: int  # input and output tokens of its calls so far
+    tokens_out: int
+    tokens_estimated: bool  # some of them are estimates (the server reported no usage, or the call broke)
+    streamed_chars: int  # characters the turn in flight has streamed so far (its output is estimated from them)
+    tokens_label: str  # what the sidebar shows, e.g. "1,204 in · 240 out" or "≈120 tokens out"
     cost: str
     latency: str
     error: str
@@ -37,6 +42,7 @@ class MessageRow(TypedDict):
     error: str
     meta: str
     label: str  # the protocol's ask of this turn: a debate stance or "synthesis"
+    cut: str  # a reply that stopped at the token cap: the marker shown after its text; otherwise ""
     # A finished turn this tab watched stream: its first `skip` characters are already on the page, in the
     # stream `stream`, and `content` holds only the rest (see assets/transcript.jsx). Otherwise "" and 0.
     stream: str
@@ -105,6 +111,11 @@ def agent_row(participant_id: int, name: str, provider: str, model: str) -> Agen
         elapsed=0,
         turn=0,
         tokens=0,
+        tokens_in=0,
+        tokens_out=0,
+        tokens_estimated=False,
+        streamed_chars=0,
+        tokens_label="0 tokens",
         cost=money(0),
         latency="",
         error="",
@@ -140,6 +151,7 @@ def message_row(row_id: int, author: str, kind: str, content: str, **rest) -> Me
         error="",
         meta="",
         label="",
+        cut="",
         stream="",
         skip=0,
     )

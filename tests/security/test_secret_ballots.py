@@ -116,9 +116,9 @@ def test_the_ballots_are_published_when_the_poll_closes(room):
     # The people's ballots are unsealed in the audit trail, each change with the ballot it replaced.
     revealed = [r for r in _audit_page_rows(did, p["olive"]) if r["action"] == "vote.revealed"]
     assert [(r["actor"], r["target"]) for r in revealed] == [("Pat", "Which database?")] * 2
-    assert revealed[0]["previous"] == "" and revealed[0]["new"] == "B. MongoDB > A. PostgreSQL > C. DynamoDB"
+    assert revealed[0]["previous"] == "" and revealed[0]["new"] == "MongoDB > PostgreSQL > DynamoDB"
     assert revealed[1]["previous"] == revealed[0]["new"]
-    assert revealed[1]["new"] == f"C. DynamoDB > A. PostgreSQL > B. MongoDB ({REASON})"
+    assert revealed[1]["new"] == f"DynamoDB > PostgreSQL > MongoDB ({REASON})"
 
 
 def test_a_poll_closed_twice_reveals_each_ballot_once(room):

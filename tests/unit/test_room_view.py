@@ -142,6 +142,18 @@ def test_turn_completed_builds_the_message_row_and_counts_tokens_and_cost():
     assert (out.view.total_tokens, out.view.total_cost) == (120, "$0.0020")
 
 
+def test_a_reply_cut_at_the_token_cap_is_marked_after_its_text():
+    cut = completed(6, 5, content="Use PostgreSQL because", output_tokens=300, finish_reason="length")
+    out = project(room(), [started(5), cut], streamed={5: 4}, now=NOW)
+    row = out.view.rows[105]
+    assert row["content"] == "Use PostgreSQL because"  # the stored text is left as the model wrote it
+    assert row["cut"] == "… (cut off at the 300-token reply limit)"
+    assert out.sent[105]["cut"] == row["cut"]  # also on the row a watching tab gets
+    guessed = completed(6, 5, output_tokens=300, tokens_estimated=True, finish_reason="length")
+    assert project(room(), [started(5), guessed], now=NOW).view.rows[105]["cut"].startswith("… (cut off at the ≈300")
+    assert project(room(), [started(5), completed(6, 5)], now=NOW).view.rows[105]["cut"] == ""
+
+
 def test_a_watched_stream_is_not_sent_again_with_its_finished_message():
     out = project(room(), [started(5), completed(6, 5, content="Use PostgreSQL.")], streamed={5: 4}, now=NOW)
     assert out.view.rows[105]["content"] == "Use PostgreSQL."  # the view keeps it whole
