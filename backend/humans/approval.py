@@ -59,7 +59,7 @@ def _validate(
         ("question", question, 2000),
     ):
         if len(value) > limit:
-            errors[name] = f"At most {limit:,} characters."
+            errors[name] = f"This is {len(value):,} characters; the limit is {limit:,}."
     if errors:
         raise InputError(errors)
 
@@ -198,15 +198,8 @@ def revisit(discussion_id: int, actor: User | None, *, question: str, extra_roun
         ).first()
         if decision is None or discussion.status != DiscussionStatus.COMPLETED:
             raise InputError({"question": "Only a settled decision can be sent back; this one is not settled."})
-        errors = {}
-        if not question.strip():
-            errors["question"] = "Write the question the room should discuss."
-        elif len(question) > 2000:
-            errors["question"] = f"The question is {len(question):,} characters; the limit is 2,000."
-        if not 1 <= extra_rounds <= MAX_EXTRA_ROUNDS:
-            errors["extra_rounds"] = f"Reopen for 1 to {MAX_EXTRA_ROUNDS} rounds."
-        if errors:
-            raise InputError(errors)
+        # The same rules as sending it back at its sign-off.
+        _validate(SignOffOutcome.MORE_DISCUSSION, "", None, "", question, extra_rounds, [], decision.chosen_option)
         decision.reopened = True
         s.add(decision)
         discussion.rounds = _last_turn_round(s, discussion_id) + extra_rounds

@@ -73,14 +73,19 @@ def _final_synthesis(s: Session, discussion_id: int) -> str:
     return "\n\n".join(f"**{m.author_name}:** {m.content.strip()}" for m in final)[:MAX_RESULT_CHARS]
 
 
-def forget_discussion(s: Session, discussion_id: int, reason: str) -> int:
-    """Stop serving every live result of a discussion (sent back, superseded); how many stopped."""
+def _invalidate(s: Session, which, reason: str) -> int:
+    """Stop serving the live entries `which` selects; how many stopped."""
     result = s.execute(
         update(MemoryEntry)
-        .where(col(MemoryEntry.discussion_id) == discussion_id, col(MemoryEntry.invalidated_at).is_(None))
+        .where(which, col(MemoryEntry.invalidated_at).is_(None))
         .values(invalidated_at=utcnow(), invalidated_reason=reason[:200])
     )
     return int(result.rowcount or 0)
+
+
+def forget_discussion(s: Session, discussion_id: int, reason: str) -> int:
+    """Stop serving every live result of a discussion (sent back, superseded); how many stopped."""
+    return _invalidate(s, col(MemoryEntry.discussion_id) == discussion_id, reason)
 
 
 def remember(
@@ -141,12 +146,7 @@ def remember(
 
 
 def forget_entry(s: Session, entry_id: int, reason: str) -> bool:
-    result = s.execute(
-        update(MemoryEntry)
-        .where(col(MemoryEntry.id) == entry_id, col(MemoryEntry.invalidated_at).is_(None))
-        .values(invalidated_at=utcnow(), invalidated_reason=reason[:200])
-    )
-    return bool(result.rowcount)
+    return bool(_invalidate(s, col(MemoryEntry.id) == entry_id, reason))
 
 
 def count_hit(s: Session, entry_id: int) -> None:

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlmodel import col, select
 
 from backend import observability
+from backend.config import get_settings
 from backend.db import session_scope
 from backend.errors import Forbidden, InputError, NotFound
 from backend.events.log import append_event
@@ -21,13 +22,12 @@ from backend.humans import audit, membership, rate_limits
 from backend.humans.membership import add_owner, authorize
 from backend.humans.posts import append_post
 from backend.humans.roles import Permission, parse_role
-from backend.humans.text import clean_topic
 from backend.memory import store
 from backend.memory.context import DiscussionContext, parse_context
 from backend.memory.results import Recall, Remembered
 from backend.models import Discussion, DiscussionStatus, MemoryEntry, Participant, ParticipantKind, User
 from backend.models.base import as_utc, utcnow
-from backend.services.discussions import MAX_TOPIC_CHARS
+from backend.services.discussions import normalised_topic, topic_problem
 
 MEMORY_AUTHOR = "Memory"
 
@@ -35,8 +35,7 @@ MEMORY_AUTHOR = "Memory"
 def prepare() -> None:
     """A page that will look questions up soon (the New discussion form) starts loading the model in a background
     thread, so the first banner does not wait for it; the app's start-up never does."""
-    from backend.config import get_settings
-    from backend.memory import embedder
+    from backend.memory import embedder  # its own imports are light; the model loads in the thread
 
     if get_settings().memory_enabled:
         embedder.warm_up()
@@ -50,12 +49,10 @@ def recall(question: str, context: DiscussionContext, **how) -> Recall:
 
 
 def _checked_question(question: str) -> str:
-    """The question as create_discussion stores it (normalised: no bidi controls or zero-width characters)."""
-    if len(question) > MAX_TOPIC_CHARS:
-        raise InputError({"topic": f"The question is {len(question):,} characters; the limit is {MAX_TOPIC_CHARS:,}."})
-    text = clean_topic(question)
-    if not text:
-        raise InputError({"topic": "Write the question the room should discuss."})
+    """The question as create_discussion stores it, refused as create_discussion refuses it."""
+    text = normalised_topic(question)
+    if problem := topic_problem(text):
+        raise InputError({"topic": problem})
     return text
 
 
@@ -142,15 +139,8 @@ def result_text(entry: MemoryEntry) -> str:
     )
 
 
-def _member(s, entry: MemoryEntry, actor: User) -> bool:
-    seen = s.exec(
-        select(Participant.id).where(Participant.discussion_id == entry.discussion_id, Participant.user_id == actor.id)
-    ).first()
-    return seen is not None
-
-
 def _may_open(s, entry: MemoryEntry, actor: User) -> None:
-    if not _member(s, entry, actor):  # a non-member learns nothing, not even that the result exists
+    if membership.member(s, entry.discussion_id, actor) is None:  # a non-member learns nothing, not even that it exists
         raise NotFound("That remembered result is no longer available; run the discussion fresh.")
 
 
@@ -166,7 +156,7 @@ def forget(entry_id: int, actor: User | None, *, operator: bool = False) -> None
             return
         if actor is None:
             raise Forbidden("Sign in first.")
-        if entry is None or not (actor.is_admin or _member(s, entry, actor)):
+        if entry is None or not (actor.is_admin or membership.member(s, entry.discussion_id, actor)):
             raise NotFound(f"No remembered result {entry_id}.")  # a non-member learns nothing, not even that it exists
         if not actor.is_admin:
             authorize(s, entry.discussion_id, actor, Permission.MANAGE)
